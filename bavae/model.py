@@ -1,0 +1,301 @@
+"""The Biadversarial VAE: config, the four players, and the user-facing API.
+
+    model = BAVAE(BAVAEConfig(arch="dcgan", image_size=32, channels=1))
+    z = model.encode(x)            # samples of the implicit posterior q(z|x)
+    x_hat = model.reconstruct(x)   # G(E(x))
+    images = model.sample(64)      # G(z), z ~ p(z)
+
+A saved model is a folder with ``config.json`` and ``model.safetensors`` (the Hub layout); nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import ModelHubMixin, hf_hub_download
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import nets, objectives
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+PRIORS = ("normal", "uniform")
+
+
+@dataclass(frozen=True)
+class BAVAEConfig:
+    """Everything needed to rebuild a model; serialises to ``config.json``."""
+
+    arch: str = "dcgan"  # a family from bavae.nets.list_architectures()
+    image_size: int = 32
+    channels: int = 1
+    latent_dim: int = 16
+    posterior_noise_dim: int = 16  # size of eps in the implicit encoder E(x, eps)
+    decoder_noise_dim: int = 0  # size of eta in G(z, eta); 0 = deterministic decoder
+    width: int = 32  # base width of the encoder/decoder family
+    critic_width: int | None = None  # base width of both critics; None = width
+    spectral_norm: bool = True  # on the critics (the exp terms blow up without it)
+    prior: str = "normal"  # p(z): "normal" N(0, I) or "uniform" U(-1, 1); only sampled, never evaluated
+    objective: str = "informative"  # a name from bavae.objectives.OBJECTIVES
+    objective_weights: dict[str, float] = field(default_factory=dict)  # overrides of the named objective's weights
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "channels", "latent_dim", "posterior_noise_dim", "width"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"config.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.decoder_noise_dim, int) or self.decoder_noise_dim < 0:
+            raise ValueError(f"config.decoder_noise_dim must be an integer >= 0, got {self.decoder_noise_dim!r}")
+        if self.critic_width is not None and (not isinstance(self.critic_width, int) or self.critic_width < 1):
+            raise ValueError(f"config.critic_width must be a positive integer or None, got {self.critic_width!r}")
+        if self.prior not in PRIORS:
+            raise ValueError(f"config.prior must be one of {list(PRIORS)}, got {self.prior!r}")
+        nets.get_architecture(self.arch).check(self.image_size, self.channels)
+        objectives.resolve_objective(self.objective, self.objective_weights)
+
+    @property
+    def weights(self) -> objectives.ObjectiveWeights:
+        return objectives.resolve_objective(self.objective, self.objective_weights)
+
+    def net_spec(self, critic: bool = False) -> nets.NetSpec:
+        width = (self.critic_width or self.width) if critic else self.width
+        return nets.NetSpec(self.image_size, self.channels, self.latent_dim, self.posterior_noise_dim,
+                            self.decoder_noise_dim, width, self.spectral_norm)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BAVAEConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config field(s) {sorted(unknown)}; expected some of {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> BAVAEConfig:
+        with open(path, encoding="utf-8") as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a JSON object of config fields")
+        return cls.from_dict(data)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write(path: str | os.PathLike, write: Any) -> None:
+    """Call ``write(tmp_path)`` then fsync and rename over ``path``: readers see the old file or the new, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class WeightsError(ValueError):
+    """A weight file is missing, corrupt, or does not match the model."""
+
+
+class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae", "gan", "generative"],
+            repo_url="https://github.com/bavae/bavae", license="mit"):
+    """A VAE with an implicit posterior and an implicit likelihood, each term estimated by a critic."""
+
+    def __init__(self, config: BAVAEConfig):
+        super().__init__()
+        if not isinstance(config, BAVAEConfig):
+            raise TypeError(f"BAVAE expects a BAVAEConfig, got {type(config).__name__}")
+        self.config = config
+        spec, critic_spec = config.net_spec(), config.net_spec(critic=True)
+        self.encoder = nets.build(config.arch, "encoder", spec)
+        self.decoder = nets.build(config.arch, "decoder", spec)
+        self.inference_critic = nets.build(config.arch, "inference_critic", critic_spec)  # T(x, z)
+        self.generative_critic = nets.build(config.arch, "generative_critic", critic_spec)  # D(x, z)
+
+    # ---- parameters by player (the training loop steps them separately) ----
+    def autoencoder_parameters(self) -> list[nn.Parameter]:
+        return [*self.encoder.parameters(), *self.decoder.parameters()]
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        return [*self.inference_critic.parameters(), *self.generative_critic.parameters()]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # ---- the prior ----
+    def prior_sample(self, n: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        device, dtype = device or self.device, dtype or torch.float32
+        shape = (n, self.config.latent_dim)
+        if self.config.prior == "uniform":
+            return torch.rand(shape, device=device, dtype=dtype, generator=generator) * 2 - 1
+        return torch.randn(shape, device=device, dtype=dtype, generator=generator)
+
+    # ---- user API ----
+    def check_images(self, x: Any, name: str = "x") -> torch.Tensor:
+        """Validate a batch of images: a float tensor (N, C, H, W) in [0, 1] matching the config."""
+        c, s = self.config.channels, self.config.image_size
+        expected = f"a float tensor of shape (N, {c}, {s}, {s}) with values in [0, 1]"
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{name}: expected {expected}, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name}: expected {expected}, got dtype {x.dtype} (convert uint8 images with x / 255)")
+        if x.dim() != 4:
+            raise ValueError(f"{name}: expected {expected}, got rank {x.dim()} with shape {tuple(x.shape)}")
+        if tuple(x.shape[1:]) != (c, s, s):
+            raise ValueError(f"{name}: expected {expected}, got shape {tuple(x.shape)}")
+        if x.numel() and (not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1):
+            lo, hi = x.min().item(), x.max().item()
+            raise ValueError(f"{name}: expected {expected}, got values in [{lo:.3g}, {hi:.3g}]")
+        return x.to(device=self.device, dtype=next(self.parameters()).dtype)
+
+    def check_codes(self, z: Any) -> torch.Tensor:
+        d = self.config.latent_dim
+        if not isinstance(z, torch.Tensor) or not z.is_floating_point() or z.dim() != 2 or z.shape[1] != d:
+            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"z: expected a float tensor of shape (N, {d}), got {got}")
+        return z.to(device=self.device, dtype=next(self.parameters()).dtype)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, n_samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Samples of q(z|x): shape (N, latent_dim), or (N, n_samples, latent_dim) when n_samples > 1."""
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        return self.encoder(self.check_images(x), n_samples=n_samples, generator=generator)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images G(z) in [0, 1], shape (N, C, H, W)."""
+        return self.decoder(self.check_codes(z), generator=generator)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n images decoded from prior codes. Pass a seeded ``torch.Generator`` for reproducible samples."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        z = self.prior_sample(n, generator=generator)
+        return self.decoder(z, generator=generator)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """G(E(x)): one posterior sample per image, decoded."""
+        return self.decoder(self.encoder(self.check_images(x), generator=generator), generator=generator)
+
+    @torch.no_grad()
+    def interpolate(self, x1: torch.Tensor, x2: torch.Tensor, steps: int = 8,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decodings along the straight line between the codes of x1 and x2: shape (N, steps, C, H, W)."""
+        if steps < 2:
+            raise ValueError(f"steps must be >= 2, got {steps}")
+        x1, x2 = self.check_images(x1, "x1"), self.check_images(x2, "x2")
+        if x1.shape[0] != x2.shape[0]:
+            raise ValueError(f"x1 and x2 must hold as many images; got {x1.shape[0]} and {x2.shape[0]}")
+        z1, z2 = self.encoder(x1, generator=generator), self.encoder(x2, generator=generator)
+        t = torch.linspace(0, 1, steps, device=z1.device, dtype=z1.dtype)[None, :, None]
+        z = (1 - t) * z1[:, None] + t * z2[:, None]  # (N, steps, latent)
+        images = self.decoder(z.flatten(0, 1), generator=generator)
+        return images.unflatten(0, (x1.shape[0], steps))
+
+    @torch.no_grad()
+    def kl_estimate(self, x: torch.Tensor, n_samples: int = 64, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-image KL(q(z|x) || p(z)) in nats from the trained inference critic (eq. 6 at its optimum = eq. 9).
+
+        A lower bound: it is exact only for an optimal critic, and a spectrally normalised critic
+        cannot represent very sharp posteriors.
+        """
+        x = self.check_images(x)
+        features = self.inference_critic.image_features(x)
+        n = x.shape[0]
+        feats = features.repeat_interleave(n_samples, dim=0)
+        z_post = self.encoder(x, n_samples=n_samples, generator=generator).flatten(0, 1)
+        z_prior = self.prior_sample(n * n_samples, generator=generator)
+        t_post = self.inference_critic.score(feats, z_post).view(n, n_samples)
+        t_prior = self.inference_critic.score(feats, z_prior).view(n, n_samples)
+        return objectives.inference_critic_value(t_post, t_prior, dim=1)
+
+    # ---- losses (the training loop calls these) ----
+    def critic_losses(self, x: torch.Tensor) -> objectives.Losses:
+        return objectives.critic_losses(self, x)
+
+    def autoencoder_losses(self, x: torch.Tensor) -> objectives.Losses:
+        return objectives.autoencoder_losses(self, x, self.config.weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reconstruct(x)
+
+    # ---- saving and loading (the Hub layout: config.json + model.safetensors) ----
+    def _save_pretrained(self, save_directory: Path) -> None:
+        save_directory = Path(save_directory)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        atomic_write(save_directory / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"}))
+        text = json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n"
+        atomic_write(save_directory / CONFIG_NAME, lambda p: Path(p).write_text(text, encoding="utf-8"))
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> str | None:  # type: ignore[override]
+        """Write ``config.json``, ``model.safetensors`` and a model card ``README.md`` to a folder."""
+        return super().save_pretrained(save_directory, config=self.config.to_dict(), **kwargs)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
+                         force_download: bool, local_files_only: bool, token: str | bool | None,
+                         config: Any = None, map_location: str | torch.device = "cpu",
+                         expected_sha256: str | None = None, **kwargs: Any) -> BAVAE:
+        if os.path.isdir(model_id):
+            config_file, weights_file = Path(model_id) / CONFIG_NAME, Path(model_id) / WEIGHTS_NAME
+            for f in (config_file, weights_file):
+                if not f.is_file():
+                    raise WeightsError(f"{model_id} is not a saved BAVAE: {f.name} is missing "
+                                       f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})")
+        else:
+            dl = dict(repo_id=model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
+                      local_files_only=local_files_only, token=token)
+            config_file = Path(hf_hub_download(filename=CONFIG_NAME, **dl))
+            weights_file = Path(hf_hub_download(filename=WEIGHTS_NAME, **dl))
+        model_config = BAVAEConfig.from_json_file(config_file)
+        return cls.from_files(model_config, weights_file, map_location=map_location, expected_sha256=expected_sha256)
+
+    @classmethod
+    def from_files(cls, config: BAVAEConfig, weights_file: str | os.PathLike, *, map_location: Any = "cpu",
+                   expected_sha256: str | None = None) -> BAVAE:
+        """Build from a config and a safetensors file, checking its sha256 first when one is expected."""
+        if expected_sha256 is not None:
+            actual = sha256_file(weights_file)
+            if actual != expected_sha256:
+                raise WeightsError(f"sha256 mismatch for {weights_file}: expected {expected_sha256}, got {actual}; "
+                                   "the file is corrupt or not the published one and was not loaded")
+        model = cls(config)
+        try:
+            state = load_file(str(weights_file), device=str(map_location))
+        except Exception as e:  # safetensors raises its own error types on a damaged header
+            raise WeightsError(f"{weights_file} is not a readable safetensors file: {e}") from None
+        missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
+        if missing or unexpected:
+            raise WeightsError(f"{weights_file} does not match the config ({config.arch}, {config.image_size}px): "
+                               f"{len(missing)} missing and {len(unexpected)} unexpected tensors")
+        model.load_state_dict(state)
+        return model.to(map_location).eval()

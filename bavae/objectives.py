@@ -1,0 +1,163 @@
+"""The two critic value functions of the paper and the named training objectives.
+
+Equation numbers refer to arXiv 1902.03517. Everything here is a pure function of tensors or of a
+model's forward passes; the training loop decides who steps on which loss.
+
+Both critics are f-GAN duals of a KL divergence (Nowozin et al. 2016):
+
+* inference critic T(x, z), eq. 6:  V_I(T) = E_q[1 - T(x, z)] - E_p[exp(-T(x, z))]
+  optimum T* = log p(z) - log q(z|x) (eq. 8), where V_I = E_x KL(q(z|x) || p(z)) (eq. 9);
+* generative critic D(x, z), eq. 14:  V_G(D) = E_real[D(x, z)] - E_fake[exp(D(x', z) - 1)]
+  optimum D* = 1 + log r(x|z) - log p_theta(x|z) (eq. 16), where V_G = E_z KL(r(x|z) || p_theta(x|z)) (eq. 17).
+
+The paper's game (eq. 19) is  min_{encoder, decoder} [max_D V_G + max_T V_I].  At optimal critics it equals
+-ELBO - H(p_data) + I(x; z): it *penalises* the information the codes carry (docs/method.md). The
+``informative`` objective adds it back (an InfoNCE bound from the inference critic) and anchors
+reconstructions in the generative critic's feature space and, lightly, in pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import TYPE_CHECKING
+
+import torch
+from torch.nn import functional as F
+
+if TYPE_CHECKING:  # model.py imports this module; avoid the cycle at run time
+    from .model import BAVAE
+
+
+def inference_critic_value(t_posterior: torch.Tensor, t_prior: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Eq. 6: E_{z~q(z|x)}[1 - T(x, z)] - E_{z~p(z)}[exp(-T(x, z))]. The critic maximises it; its maximum is the KL."""
+    if dim is None:
+        return (1 - t_posterior).mean() - torch.exp(-t_prior).mean()
+    return (1 - t_posterior).mean(dim) - torch.exp(-t_prior).mean(dim)
+
+
+def generative_critic_value(d_real: torch.Tensor, d_fake: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Eq. 14: E_{x, z~q(z|x)}[D(x, z)] - E_{z~q(z|x), x'~p(x|z)}[exp(D(x', z) - 1)]. The critic maximises it."""
+    if dim is None:
+        return d_real.mean() - torch.exp(d_fake - 1).mean()
+    return d_real.mean(dim) - torch.exp(d_fake - 1).mean(dim)
+
+
+def info_nce(scores: torch.Tensor) -> torch.Tensor:
+    """InfoNCE lower bound on I(x; z) (van den Oord et al. 2018), nats.
+
+    ``scores[i, j] = f(x_i, z_j)`` with the true pairs on the diagonal; each code z_j must pick out its own
+    image among the N. The bound is at most log N.
+    """
+    n = scores.shape[0]
+    return math.log(n) + (scores.diagonal() - scores.logsumexp(dim=0)).mean()
+
+
+@dataclass(frozen=True)
+class ObjectiveWeights:
+    """Weights of the terms the encoder and decoder minimise. ``paper`` is eq. 19: kl=1, the rest 0."""
+
+    kl: float = 1.0  # the inference game, E_q[-T(x, z)]  (eq. 19, V_I term)
+    generative: float = 1.0  # the generative game, V_G through the encoder and the decoder  (eq. 19, V_G term)
+    info: float = 0.0  # minus InfoNCE(x; z) with f = -T: gives back the information eq. 19 penalises
+    feature: float = 0.0  # ||phi_D(x) - phi_D(G(E(x)))||^2 in the generative critic's image features
+    pixel: float = 0.0  # |x - G(E(x))|: a light L1 anchor (a Laplace likelihood, the paper's foil)
+    cycle: float = 0.0  # ||E(G(z)) - z||^2 for prior codes z: decoded samples must encode back
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+OBJECTIVES: dict[str, ObjectiveWeights] = {
+    "paper": ObjectiveWeights(),
+    "informative": ObjectiveWeights(info=1.0, feature=1.0, pixel=1.0),
+}
+
+
+def resolve_objective(name: str, overrides: dict[str, float] | None = None) -> ObjectiveWeights:
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; known: {sorted(OBJECTIVES)}")
+    overrides = dict(overrides or {})
+    known = {f.name for f in fields(ObjectiveWeights)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown objective weight(s) {sorted(unknown)}; known: {sorted(known)}")
+    return replace(OBJECTIVES[name], **{k: float(v) for k, v in overrides.items()})
+
+
+@dataclass
+class Losses:
+    """Per-player losses (each player *minimises* its own) and the scalars to log."""
+
+    inference_critic: torch.Tensor | None = None
+    generative_critic: torch.Tensor | None = None
+    encoder: torch.Tensor | None = None  # terms only the encoder moves: KL game, information
+    decoder: torch.Tensor | None = None  # terms the decoder moves (and the encoder through z): generative game, reconstruction
+    logs: dict[str, float] | None = None
+
+
+def critic_losses(model: BAVAE, x: torch.Tensor) -> Losses:
+    """Both critics' losses, -V_I and -V_G, on fresh codes and decodings (no gradient to encoder/decoder)."""
+    with torch.no_grad():
+        z = model.encoder(x)
+        x_fake = model.decoder(z)
+        z_prior = model.prior_sample(x.shape[0], device=x.device, dtype=x.dtype)
+
+    inference, generative = model.inference_critic, model.generative_critic
+    h_x = inference.image_features(x)  # one trunk pass serves both the posterior and the prior pairs
+    t_posterior, t_prior = inference.score(h_x, z), inference.score(h_x, z_prior)
+    v_inference = inference_critic_value(t_posterior, t_prior)
+
+    h = generative.image_features(torch.cat([x, x_fake]))
+    d_real, d_fake = generative.score(h, torch.cat([z, z])).chunk(2)
+    v_generative = generative_critic_value(d_real, d_fake)
+
+    logs = {
+        "kl_estimate": v_inference.item(),  # eq. 9: at the critic's optimum, E_x KL(q(z|x) || p(z))
+        "generative_value": v_generative.item(),  # eq. 17: E_z KL(r(x|z) || p_theta(x|z))
+        "t_posterior": t_posterior.mean().item(),
+        "d_real": d_real.mean().item(),
+        "d_fake": d_fake.mean().item(),
+    }
+    return Losses(inference_critic=-v_inference, generative_critic=-v_generative, logs=logs)
+
+
+def autoencoder_losses(model: BAVAE, x: torch.Tensor, weights: ObjectiveWeights, info_batch: int = 64) -> Losses:
+    """Encoder and decoder losses of eq. 19 plus the weighted extra terms. Critic weights get no update from these."""
+    inference, generative = model.inference_critic, model.generative_critic
+    z = model.encoder(x)
+    x_fake = model.decoder(z)  # a decoding of the posterior code: the paper's fake *and* the reconstruction
+    with torch.no_grad():  # the critics' image features of real data carry no gradient to either player
+        h_x_inference = inference.image_features(x)
+        h_x_generative = generative.image_features(x)
+
+    logs: dict[str, float] = {}
+    # Inference game (eq. 19, V_I): only its posterior term depends on the encoder.
+    t_posterior = inference.score(h_x_inference, z)
+    encoder_loss = weights.kl * (-t_posterior.mean())
+    if weights.info:
+        k = min(info_batch, x.shape[0])  # k^2 pairs; the bound saturates at log k
+        nce = info_nce(-inference.pairwise_scores(h_x_inference[:k], z[:k]))  # f = -T = log q(z|x) - log p(z) at T*
+        encoder_loss = encoder_loss - weights.info * nce
+        logs["info_nce"] = nce.item()
+
+    # Generative game (eq. 19, V_G): the decoder moves the fake term, the encoder both terms through z.
+    h_fake = generative.image_features(x_fake)
+    d_real, d_fake = generative.score(h_x_generative, z), generative.score(h_fake, z)
+    decoder_loss = weights.generative * generative_critic_value(d_real, d_fake)
+    if weights.feature:
+        feature = (h_fake - h_x_generative).pow(2).mean()
+        decoder_loss = decoder_loss + weights.feature * feature
+        logs["feature_recon"] = feature.item()
+    if weights.pixel:
+        pixel = (x_fake - x).abs().mean()
+        decoder_loss = decoder_loss + weights.pixel * pixel
+    if weights.cycle:
+        z_prior = model.prior_sample(x.shape[0], device=x.device, dtype=x.dtype)
+        cycle = F.mse_loss(model.encoder(model.decoder(z_prior)), z_prior)
+        decoder_loss = decoder_loss + weights.cycle * cycle
+        logs["latent_cycle"] = cycle.item()
+
+    logs["encoder"], logs["decoder"] = encoder_loss.item(), decoder_loss.item()
+    logs["recon_mse"] = F.mse_loss(x_fake.detach(), x).item()
+    return Losses(encoder=encoder_loss, decoder=decoder_loss, logs=logs)

@@ -1,0 +1,587 @@
+"""Train a BAVAE: ``bavae train``, ``python -m bavae.train`` or ``torchrun --nproc_per_node=N -m bavae.train``.
+
+Read top to bottom: options -> setup (device, DDP, seed) -> data -> model -> optimisers -> resume/init ->
+the loop (critics step, then encoder/decoder step, EMA, log, sample, checkpoint) -> final save.
+
+Everything written to ``--out`` is safetensors or JSON/CSV/PNG, written atomically:
+    config.json, model.safetensors    the EMA model (load it with bavae.load(OUT))
+    training_state.safetensors        raw weights, EMA, optimisers, RNG, step (its JSON rides in the metadata)
+    metrics.csv, events.*             per-step scalars (CSV and TensorBoard)
+    samples/step_XXXXXXX.png          sample grids from fixed prior codes
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+STATE_NAME = "training_state.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    limit: int | None = None  # use only the first N images (quick runs, tests)
+    # model (ignored with --init / --resume: the model's own config.json wins)
+    arch: str = "dcgan"
+    image_size: int | None = None  # None: the dataset's natural size for the architecture
+    channels: int | None = None
+    latent_dim: int = 16
+    posterior_noise_dim: int = 16
+    decoder_noise_dim: int = 0
+    width: int = 32
+    critic_width: int | None = None
+    objective: str = "informative"
+    objective_weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    # optimisation
+    steps: int = 10_000
+    epochs: float | None = None  # if set, overrides steps
+    batch_size: int = 64
+    lr: float = 2e-4  # encoder + decoder
+    critic_lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    critic_steps: int = 1  # critic updates per encoder/decoder update
+    ema_decay: float = 0.999
+    seed: int = 0
+    # hardware
+    device: str = "auto"
+    precision: str = "fp32"
+    compile: bool = False
+    num_workers: int = 0
+    # outputs
+    out: str = "runs/bavae"
+    init: str | None = None  # start from a pretrained model (zoo name, Hub repo or folder): fine-tuning
+    sample_every: int = 500
+    checkpoint_every: int = 1000
+    log_every: int = 25
+    # divergence guard
+    max_critic_value: float = 1e4  # |critic output| past this counts as divergence
+    max_recoveries: int = 3
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on; the message says why and what to do."""
+
+
+class Diverged(Exception):
+    pass
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def natural_image_size(dataset: str, arch: str) -> int:
+    if dataset == "fashion-mnist":
+        return 28 if arch == "mlp" else 32
+    return 64
+
+
+def natural_channels(dataset: str) -> int:
+    return 1 if dataset in ("fashion-mnist", "dsprites") else 3
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for but torch sees no CUDA device")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError("--device mps was asked for but torch sees no MPS device")
+    return torch.device(name)
+
+
+def rng_state_tensors(device) -> dict[str, Any]:
+    import torch
+
+    states = {"rng.cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["rng.cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def optimizer_to_tensors(prefix: str, opt) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split an optimiser's state dict into tensors (for safetensors) and JSON (hyper-parameters)."""
+    sd = opt.state_dict()
+    tensors, meta = {}, {"param_groups": sd["param_groups"], "scalars": {}}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if hasattr(v, "shape") and v.dim() > 0:
+                tensors[f"{prefix}.{idx}.{k}"] = v.contiguous()
+            else:
+                meta["scalars"][f"{idx}.{k}"] = float(v)
+    return tensors, meta
+
+
+def optimizer_from_tensors(prefix: str, opt, tensors: dict[str, Any], meta: dict[str, Any]) -> None:
+    import torch
+
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith(prefix + "."):
+            idx, name = key[len(prefix) + 1:].split(".", 1)
+            state.setdefault(int(idx), {})[name] = v
+    for key, v in meta["scalars"].items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = torch.tensor(v)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_training_state(path: Path, *, model, ema, opt_critic, opt_ae, step: int, cfg: TrainConfig,
+                        extra: dict[str, Any], device) -> None:
+    """One safetensors file holds every tensor; the JSON state rides in its metadata: one atomic rename."""
+    from safetensors.torch import save_file
+
+    from .model import atomic_write
+
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    t_c, m_c = optimizer_to_tensors("opt_critic", opt_critic)
+    t_a, m_a = optimizer_to_tensors("opt_autoencoder", opt_ae)
+    tensors.update(t_c)
+    tensors.update(t_a)
+    tensors.update(rng_state_tensors(device))
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta = {"step": step, "train_config": dataclasses.asdict(cfg), "model_config": model.config.to_dict(),
+            "opt_critic": m_c, "opt_autoencoder": m_a, **extra}
+    atomic_write(path, lambda p: save_file(tensors, p, metadata={"bavae_training_state": json.dumps(meta)}))
+
+
+def load_training_state(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["bavae_training_state"])
+        return load_file(str(path)), meta
+    except Exception as e:
+        raise TrainingError(f"cannot read the training state {path}: {e}") from None
+
+
+def grid_png(images, path: Path, nrow: int) -> None:
+    from torchvision.utils import save_image
+
+    from .model import atomic_write
+
+    atomic_write(path, lambda p: save_image(images, p, nrow=nrow, format="png"))
+
+
+class MetricsLog:
+    """metrics.csv (truncated back to the resumed step, so a resumed run has no duplicate rows) + TensorBoard."""
+
+    def __init__(self, out: Path, resume_step: int, enabled: bool):
+        self.path, self.enabled, self.fields = out / "metrics.csv", enabled, None
+        self.tb = None
+        if not enabled:
+            return
+        if self.path.exists():
+            with open(self.path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+            if rows:
+                self.fields = list(rows[0])
+            with open(self.path, "w", newline="") as f:
+                if rows:
+                    w = csv.DictWriter(f, self.fields)
+                    w.writeheader()
+                    w.writerows(rows)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out), purge_step=resume_step + 1 if resume_step else None)
+        except ImportError:
+            print("tensorboard is not installed: writing metrics.csv only (pip install tensorboard)", file=sys.stderr)
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        row = {"step": step, **{k: f"{v:.6g}" for k, v in scalars.items()}}
+        new = self.fields is None or not self.path.exists() or self.path.stat().st_size == 0
+        if self.fields is None:
+            self.fields = list(row)
+        with open(self.path, "a", newline="") as f:
+            w = csv.DictWriter(f, self.fields, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        if self.tb is not None:
+            for k, v in scalars.items():
+                self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+# ------------------------------------------------------------------------------------------------ training
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) training as ``cfg`` says; returns the output folder."""
+    import torch
+    import torch.distributed as dist
+
+    from . import data
+    from .model import BAVAE, BAVAEConfig
+
+    # ---- setup: DDP from torchrun's environment, device, precision, seed ----
+    ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = resolve_device(cfg.device)
+    if ddp and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if ddp:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    master = rank == 0
+    if cfg.precision not in PRECISIONS:
+        raise TrainingError(f"--precision must be one of {PRECISIONS}, got {cfg.precision!r}")
+    amp = cfg.precision != "fp32" and device.type == "cuda"
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and cfg.precision == "fp16")
+    out = Path(cfg.out)
+    state_path = out / STATE_NAME
+    resuming = state_path.exists()
+    torch.manual_seed(cfg.seed + rank)  # each rank draws its own noise; weights come from rank 0 below
+
+    # ---- model: from a checkpoint (resume), a pretrained model (fine-tune), or scratch ----
+    if resuming:
+        tensors, meta = load_training_state(state_path)
+        model_config = BAVAEConfig.from_dict(meta["model_config"])
+    elif cfg.init:
+        from .zoo import load
+
+        model_config = load(cfg.init, device="cpu").config
+    else:
+        image_size = cfg.image_size or natural_image_size(cfg.dataset, cfg.arch)
+        model_config = BAVAEConfig(
+            arch=cfg.arch, image_size=image_size, channels=cfg.channels or natural_channels(cfg.dataset),
+            latent_dim=cfg.latent_dim, posterior_noise_dim=cfg.posterior_noise_dim,
+            decoder_noise_dim=cfg.decoder_noise_dim, width=cfg.width, critic_width=cfg.critic_width,
+            objective=cfg.objective, objective_weights=cfg.objective_weights)
+    model = BAVAE(model_config)
+    if cfg.init and not resuming:
+        model.load_state_dict(load(cfg.init, device="cpu").state_dict())
+    model.to(device).train()
+
+    # ---- data: each rank reads its own strided share of one seeded permutation per epoch ----
+    dataset = data.build_dataset(cfg.dataset, data_dir=cfg.data_dir, image_size=model_config.image_size,
+                                 channels=model_config.channels, split="train", limit=cfg.limit)
+    per_rank_batch = cfg.batch_size // world
+    if per_rank_batch < 1 or cfg.batch_size % world:
+        raise TrainingError(f"--batch-size {cfg.batch_size} must be a multiple of the {world} processes")
+    batches_per_epoch = len(dataset) // cfg.batch_size
+    if batches_per_epoch < 1:
+        raise TrainingError(f"the dataset has {len(dataset)} images, fewer than one batch of {cfg.batch_size}")
+    total_steps = math.ceil(cfg.epochs * batches_per_epoch) if cfg.epochs else cfg.steps
+
+    def batches(start_step: int):
+        """Yield (step, batch) from start_step on; the order depends only on (seed, epoch), so resuming replays it."""
+        step = start_step
+        while True:
+            epoch, offset = divmod(step, batches_per_epoch)
+            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+            order = order[: batches_per_epoch * cfg.batch_size].view(batches_per_epoch, cfg.batch_size)
+            index_batches = [b[rank::world].tolist() for b in order[offset:]]
+            loader = torch.utils.data.DataLoader(dataset, batch_sampler=index_batches, num_workers=cfg.num_workers,
+                                                 pin_memory=device.type == "cuda")
+            for x in loader:
+                yield step, x
+                step += 1
+
+    # ---- optimisers: one per side of the game ----
+    betas = (cfg.beta1, cfg.beta2)
+    opt_critic = torch.optim.Adam(model.critic_parameters(), lr=cfg.critic_lr, betas=betas)
+    opt_ae = torch.optim.Adam(model.autoencoder_parameters(), lr=cfg.lr, betas=betas)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)  # the EMA copy is what gets saved as the model
+    step, lr_scale, recoveries = 0, 1.0, 0
+
+    def restore(tensors, meta) -> None:
+        nonlocal step, lr_scale, recoveries
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        optimizer_from_tensors("opt_critic", opt_critic, tensors, meta["opt_critic"])
+        optimizer_from_tensors("opt_autoencoder", opt_ae, tensors, meta["opt_autoencoder"])
+        torch.set_rng_state(tensors["rng.cpu"])
+        if device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+        step, lr_scale, recoveries = meta["step"], meta.get("lr_scale", 1.0), meta.get("recoveries", 0)
+
+    if resuming:
+        restore(tensors, meta)
+        del tensors
+    if ddp:  # every rank starts from rank 0's weights
+        for p in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(p.data, src=0)
+        if not resuming:
+            ema.load_state_dict(model.state_dict())
+
+    def checkpoint() -> None:
+        if master:
+            out.mkdir(parents=True, exist_ok=True)
+            save_training_state(state_path, model=model, ema=ema, opt_critic=opt_critic, opt_ae=opt_ae, step=step,
+                                cfg=cfg, extra={"lr_scale": lr_scale, "recoveries": recoveries}, device=device)
+            ema.inference_critic.load_state_dict(model.inference_critic.state_dict())  # critics are not averaged
+            ema.generative_critic.load_state_dict(model.generative_critic.state_dict())
+            ema.save_pretrained(out)
+        if ddp:
+            dist.barrier()
+
+    if cfg.compile:  # compile the heavy sub-networks in place; state-dict keys stay the same
+        for net in (model.encoder.trunk, model.decoder.body, model.inference_critic.trunk, model.generative_critic.trunk):
+            net.compile()
+
+    def sync_gradients(params) -> None:
+        """Average gradients over ranks. The game has four players, two optimisers and calls to methods other than
+        forward(), which DistributedDataParallel's hooks do not see; one flat all-reduce per step does the job."""
+        if not ddp:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset: offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def set_lr() -> None:
+        for opt, lr in ((opt_critic, cfg.critic_lr), (opt_ae, cfg.lr)):
+            for group in opt.param_groups:
+                group["lr"] = lr * lr_scale
+
+    fixed_codes = model.prior_sample(64, generator=torch.Generator(device).manual_seed(1234), device=device)
+    log = MetricsLog(out, step, enabled=master)
+    if master:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    if not resuming:
+        checkpoint()  # step 0: the divergence guard always has a good state to go back to
+    set_lr()
+
+    # ---- the loop ----
+    from tqdm.auto import tqdm
+
+    progress = tqdm(total=total_steps, initial=step, disable=not master, dynamic_ncols=True, desc="bavae train")
+    autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp) if amp else torch.autocast("cpu", enabled=False)
+    data_iter = batches(step)
+    t0, images_seen = time.perf_counter(), 0
+    while step < total_steps:
+        try:
+            for _ in range(cfg.critic_steps):  # 1) both critics ascend their value functions (eq. 6 and 14)
+                _, x = next(data_iter)
+                x = x.to(device, non_blocking=True)
+                with autocast:
+                    critic = model.critic_losses(x)
+                    critic_loss = critic.inference_critic + critic.generative_critic
+                opt_critic.zero_grad(set_to_none=True)
+                scaler.scale(critic_loss).backward()
+                sync_gradients(model.critic_parameters())
+                scaler.step(opt_critic)
+
+            model.inference_critic.requires_grad_(False)  # 2) encoder and decoder descend eq. 19 (+ extra terms)
+            model.generative_critic.requires_grad_(False)
+            with autocast:
+                ae = model.autoencoder_losses(x)
+                ae_loss = ae.encoder + ae.decoder
+            opt_ae.zero_grad(set_to_none=True)
+            scaler.scale(ae_loss).backward()
+            sync_gradients(model.autoencoder_parameters())
+            scaler.step(opt_ae)
+            scaler.update()
+            model.inference_critic.requires_grad_(True)
+            model.generative_critic.requires_grad_(True)
+
+            scalars = {**critic.logs, **ae.logs}
+            worst = max(abs(scalars["t_posterior"]), abs(scalars["d_real"]), abs(scalars["d_fake"]))
+            finite = math.isfinite(critic_loss.item()) and math.isfinite(ae_loss.item())
+            bad = torch.tensor(float(not finite or worst > cfg.max_critic_value), device=device)
+            if ddp:  # every rank must take the same branch
+                dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+            if bad.item():
+                raise Diverged(f"step {step}: critic loss {critic_loss.item():.3g}, autoencoder loss "
+                               f"{ae_loss.item():.3g}, largest critic output {worst:.3g}")
+        except Diverged as why:  # 3) divergence guard: back to the last good checkpoint at half the learning rate
+            model.inference_critic.requires_grad_(True)
+            model.generative_critic.requires_grad_(True)
+            count, scale_before = recoveries + 1, lr_scale
+            if count > cfg.max_recoveries:
+                progress.close()
+                raise TrainingError(f"training diverged {count} times ({why}); giving up. Try a lower --lr / "
+                                    f"--critic-lr or a smaller --batch-size; the last good model is in {out}") from None
+            restore(*load_training_state(state_path))
+            recoveries, lr_scale = count, min(lr_scale, scale_before) * 0.5
+            set_lr()
+            data_iter = batches(step)
+            if master:
+                progress.write(f"diverged ({why}); restored step {step}, learning rates x{lr_scale:g} "
+                               f"(recovery {recoveries} of at most {cfg.max_recoveries})")
+            log.write(step, {"recovery": recoveries, "lr_scale": lr_scale})
+            continue
+
+        with torch.no_grad():  # 4) EMA of the encoder and decoder (warm-up so early steps are not frozen in)
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+            ema_params = [*ema.encoder.parameters(), *ema.decoder.parameters()]
+            torch._foreach_lerp_(ema_params, model.autoencoder_parameters(), 1 - decay)
+        step += 1
+        images_seen += cfg.batch_size * cfg.critic_steps
+        progress.update(1)
+
+        if step % cfg.log_every == 0 or step == total_steps:
+            scalars["images_per_s"] = images_seen / (time.perf_counter() - t0)
+            scalars["lr_scale"] = lr_scale
+            progress.set_postfix(kl=f"{scalars['kl_estimate']:.2f}", V_G=f"{scalars['generative_value']:.2f}",
+                                 enc=f"{scalars['encoder']:.2f}", dec=f"{scalars['decoder']:.2f}",
+                                 mse=f"{scalars['recon_mse']:.4f}")
+            log.write(step, scalars)
+        if master and cfg.sample_every and (step % cfg.sample_every == 0 or step == total_steps):
+            images = ema.decode(fixed_codes)
+            (out / "samples").mkdir(parents=True, exist_ok=True)
+            grid_png(images, out / "samples" / f"step_{step:07d}.png", nrow=8)
+        if step % cfg.checkpoint_every == 0 or step == total_steps:
+            checkpoint()
+
+    progress.close()
+    log.close()
+    if ddp:
+        dist.destroy_process_group()
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ command line
+def _read_config_file(path: str) -> dict[str, Any]:
+    text = Path(path).read_text(encoding="utf-8")
+    if path.endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError:
+            raise TrainingError("reading a YAML config needs PyYAML (pip install pyyaml), or use JSON") from None
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise TrainingError(f"{path} must hold a mapping of option names to values")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    unknown = set(data) - known
+    if unknown:
+        raise TrainingError(f"{path}: unknown option(s) {sorted(unknown)}")
+    return data
+
+
+def _validate(cfg: TrainConfig) -> None:
+    from . import nets
+    from .data import DATASETS
+
+    if cfg.dataset not in DATASETS:
+        raise TrainingError(f"--dataset must be one of {list(DATASETS)}, got {cfg.dataset!r}")
+    if cfg.dataset in ("celeba", "folder") and not cfg.data_dir and not cfg.init:
+        raise TrainingError(f"--dataset {cfg.dataset} needs --data-dir (the folder of images)")
+    if cfg.data_dir and not Path(cfg.data_dir).exists():
+        raise TrainingError(f"--data-dir {cfg.data_dir} does not exist")
+    if cfg.device not in DEVICES:
+        raise TrainingError(f"--device must be one of {DEVICES}, got {cfg.device!r}")
+    if not cfg.init:
+        arch = nets.get_architecture(cfg.arch)
+        size = cfg.image_size or natural_image_size(cfg.dataset, cfg.arch)
+        arch.check(size, cfg.channels or natural_channels(cfg.dataset))
+    for name in ("steps", "batch_size", "critic_steps", "checkpoint_every", "log_every"):
+        if getattr(cfg, name) < 1:
+            raise TrainingError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+
+
+@click.command("train", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="JSON or YAML file of options; the command line wins.")
+@click.option("--dataset", type=click.Choice(["fashion-mnist", "dsprites", "celeba", "folder"]), default="fashion-mnist")
+@click.option("--data-dir", default=None, help="Dataset folder (default: the Debian package location for fashion-mnist).")
+@click.option("--limit", type=int, default=None, help="Use only the first N images.")
+@click.option("--arch", default="dcgan", help="Architecture family: mlp, dcgan, resnet.")
+@click.option("--image-size", type=int, default=None, help="Default: 28 (mlp) / 32 on fashion-mnist, 64 otherwise.")
+@click.option("--channels", type=int, default=None, help="Default: 1 for fashion-mnist and dsprites, 3 otherwise.")
+@click.option("--latent-dim", type=int, default=16)
+@click.option("--posterior-noise-dim", type=int, default=16)
+@click.option("--decoder-noise-dim", type=int, default=0)
+@click.option("--width", type=int, default=32)
+@click.option("--critic-width", type=int, default=None)
+@click.option("--objective", default="informative", help="paper (eq. 19 as published) or informative.")
+@click.option("--objective-weight", "objective_weights", multiple=True, metavar="NAME=VALUE",
+              help="Override one weight of the objective, e.g. --objective-weight pixel=0.5 (repeatable).")
+@click.option("--steps", type=int, default=10_000)
+@click.option("--epochs", type=float, default=None, help="Train for this many epochs instead of --steps.")
+@click.option("--batch-size", type=int, default=64)
+@click.option("--lr", type=float, default=2e-4, help="Encoder and decoder learning rate.")
+@click.option("--critic-lr", type=float, default=2e-4)
+@click.option("--critic-steps", type=int, default=1)
+@click.option("--ema-decay", type=float, default=0.999)
+@click.option("--seed", type=int, default=0)
+@click.option("--device", type=click.Choice(DEVICES), default="auto")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", help="bf16/fp16 use AMP on CUDA.")
+@click.option("--compile/--no-compile", default=False, help="torch.compile the sub-networks.")
+@click.option("--num-workers", type=int, default=0)
+@click.option("--out", default="runs/bavae", help="Output folder.")
+@click.option("--resume", default=None, help="Continue the run in this folder (its options are reused).")
+@click.option("--init", default=None, help="Start from a pretrained model (zoo name, Hub repo or folder).")
+@click.option("--sample-every", type=int, default=500)
+@click.option("--checkpoint-every", type=int, default=1000)
+@click.option("--log-every", type=int, default=25)
+@click.pass_context
+def train_command(ctx: click.Context, config_file: str | None, resume: str | None, objective_weights: tuple[str, ...],
+                  **options: Any) -> None:
+    """Train (or resume, or fine-tune) a Biadversarial VAE."""
+    try:
+        values: dict[str, Any] = {}
+        if resume:
+            state = Path(resume) / STATE_NAME
+            if not state.exists():
+                raise TrainingError(f"--resume {resume}: no {STATE_NAME} there (is it a bavae train --out folder?)")
+            values.update(load_training_state(state)[1]["train_config"])
+            values["out"] = resume
+        if config_file:
+            values.update(_read_config_file(config_file))
+        explicit = {k: v for k, v in options.items()
+                    if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)}
+        if resume is None:  # defaults fill in what neither the file nor the command line said
+            values = {**{k: v for k, v in options.items()}, **values}
+        values.update(explicit)
+        if objective_weights:
+            weights = dict(values.get("objective_weights") or {})
+            for item in objective_weights:
+                name, _, value = item.partition("=")
+                try:
+                    weights[name.strip()] = float(value)
+                except ValueError:
+                    raise TrainingError(f"--objective-weight expects NAME=NUMBER, got {item!r}") from None
+            values["objective_weights"] = weights
+        cfg = TrainConfig(**values)
+        _validate(cfg)
+        out = train(cfg)
+    except (TrainingError, ValueError, FileNotFoundError) as e:
+        if os.environ.get("BAVAE_DEBUG"):
+            raise
+        click.echo(f"bavae train: error: {e}", err=True)
+        ctx.exit(2)
+    click.echo(f"saved the model to {out} (load it with bavae.load({str(out)!r}))")
+
+
+def main() -> None:
+    train_command(prog_name="bavae train")
+
+
+if __name__ == "__main__":
+    main()

@@ -60,8 +60,8 @@ class ObjectiveWeights:
     kl: float = 1.0  # the inference game, E_q[-T(x, z)]  (eq. 19, V_I term)
     generative: float = 1.0  # the generative game, V_G through the encoder and the decoder  (eq. 19, V_G term)
     info: float = 0.0  # minus InfoNCE(x; z) with f = -T: gives back the information eq. 19 penalises
-    feature: float = 0.0  # ||phi_D(x) - phi_D(G(E(x)))||^2 in the generative critic's image features
-    pixel: float = 0.0  # |x - G(E(x))|: a light L1 anchor (a Laplace likelihood, the paper's foil)
+    feature: float = 0.0  # ||phi_D(x) - phi_D(G(E(x)))||^2 in the generative critic's image features, summed per image
+    pixel: float = 0.0  # |x - G(E(x))|_1 summed per image: a Laplace likelihood of scale 1/pixel (the paper's foil)
     cycle: float = 0.0  # ||E(G(z)) - z||^2 for prior codes z: decoded samples must encode back
 
     def to_dict(self) -> dict[str, float]:
@@ -146,11 +146,11 @@ def autoencoder_losses(model: BAVAE, x: torch.Tensor, weights: ObjectiveWeights,
     d_real, d_fake = generative.score(h_x_generative, z), generative.score(h_fake, z)
     decoder_loss = weights.generative * generative_critic_value(d_real, d_fake)
     if weights.feature:
-        feature = (h_fake - h_x_generative).pow(2).mean()
+        feature = (h_fake - h_x_generative).pow(2).sum(1).mean()  # per-image sums: on the scale of a log-likelihood
         decoder_loss = decoder_loss + weights.feature * feature
         logs["feature_recon"] = feature.item()
     if weights.pixel:
-        pixel = (x_fake - x).abs().mean()
+        pixel = (x_fake - x).abs().flatten(1).sum(1).mean()  # = -log Laplace(x | G(z), b=1/weight) + const
         decoder_loss = decoder_loss + weights.pixel * pixel
     if weights.cycle:
         z_prior = model.prior_sample(x.shape[0], device=x.device, dtype=x.dtype)

@@ -281,8 +281,12 @@ def train(cfg: TrainConfig) -> Path:
     model.to(device).train()
 
     # ---- data: each rank reads its own strided share of one seeded permutation per epoch ----
+    if ddp and not master:  # rank 0 builds first (dsprites writes its cache once), the others wait
+        dist.barrier()
     dataset = data.build_dataset(cfg.dataset, data_dir=cfg.data_dir, image_size=model_config.image_size,
                                  channels=model_config.channels, split="train", limit=cfg.limit)
+    if ddp and master:
+        dist.barrier()
     per_rank_batch = cfg.batch_size // world
     if per_rank_batch < 1 or cfg.batch_size % world:
         raise TrainingError(f"--batch-size {cfg.batch_size} must be a multiple of the {world} processes")
@@ -300,7 +304,9 @@ def train(cfg: TrainConfig) -> Path:
             order = order[: batches_per_epoch * cfg.batch_size].view(batches_per_epoch, cfg.batch_size)
             index_batches = [b[rank::world].tolist() for b in order[offset:]]
             loader = torch.utils.data.DataLoader(dataset, batch_sampler=index_batches, num_workers=cfg.num_workers,
-                                                 pin_memory=device.type == "cuda")
+                                                 pin_memory=device.type == "cuda",
+                                                 generator=torch.Generator())  # keep the global RNG untouched
+
             for x in loader:
                 yield step, x
                 step += 1
@@ -370,6 +376,8 @@ def train(cfg: TrainConfig) -> Path:
     log = MetricsLog(out, step, enabled=master)
     if master:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in [*out.glob(".*.tmp"), *out.glob("samples/.*.tmp")]:  # left by a run killed mid-write
+            stale.unlink(missing_ok=True)
         (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     if not resuming:
         checkpoint()  # step 0: the divergence guard always has a good state to go back to
@@ -493,7 +501,7 @@ def _validate(cfg: TrainConfig) -> None:
         raise TrainingError(f"--dataset must be one of {list(DATASETS)}, got {cfg.dataset!r}")
     if cfg.dataset in ("celeba", "folder") and not cfg.data_dir and not cfg.init:
         raise TrainingError(f"--dataset {cfg.dataset} needs --data-dir (the folder of images)")
-    if cfg.data_dir and not Path(cfg.data_dir).exists():
+    if cfg.data_dir and cfg.dataset != "dsprites" and not Path(cfg.data_dir).exists():  # dsprites: a cache dir
         raise TrainingError(f"--data-dir {cfg.data_dir} does not exist")
     if cfg.device not in DEVICES:
         raise TrainingError(f"--device must be one of {DEVICES}, got {cfg.device!r}")
@@ -580,7 +588,15 @@ def train_command(ctx: click.Context, config_file: str | None, resume: str | Non
 
 
 def main() -> None:
-    train_command(prog_name="bavae train")
+    """``python -m bavae.train``: click's usage errors become one line too (exit 2, no usage dump)."""
+    try:
+        code = train_command.main(prog_name="bavae train", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)  # click returns ctx.exit()'s code when not standalone
+    except click.ClickException as e:
+        click.echo(f"bavae train: error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except click.Abort:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -53,14 +54,28 @@ class BAVAEConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"config.{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.decoder_noise_dim, int) or self.decoder_noise_dim < 0:
+        if not isinstance(self.decoder_noise_dim, int) or isinstance(self.decoder_noise_dim, bool) \
+                or self.decoder_noise_dim < 0:
             raise ValueError(f"config.decoder_noise_dim must be an integer >= 0, got {self.decoder_noise_dim!r}")
-        if self.critic_width is not None and (not isinstance(self.critic_width, int) or self.critic_width < 1):
+        if self.critic_width is not None and (not isinstance(self.critic_width, int)
+                                              or isinstance(self.critic_width, bool) or self.critic_width < 1):
             raise ValueError(f"config.critic_width must be a positive integer or None, got {self.critic_width!r}")
+        if not isinstance(self.spectral_norm, bool):  # "false" in a config.json would otherwise read as True
+            raise ValueError(f"config.spectral_norm must be true or false, got {self.spectral_norm!r}")
         if self.prior not in PRIORS:
             raise ValueError(f"config.prior must be one of {list(PRIORS)}, got {self.prior!r}")
+        if not isinstance(self.arch, str):
+            raise ValueError(f"config.arch must be one of {nets.list_architectures()}, got {self.arch!r}")
         nets.get_architecture(self.arch).check(self.image_size, self.channels)
-        objectives.resolve_objective(self.objective, self.objective_weights)
+        objectives.resolve_objective(self.objective)  # names the objective when it is unknown
+        weights = self.objective_weights
+        if not isinstance(weights, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in weights.values()):
+            raise ValueError(f"config.objective_weights must map weight names to finite numbers, got {weights!r}")
+        try:
+            objectives.resolve_objective(self.objective, weights)
+        except ValueError as e:
+            raise ValueError(f"config.objective_weights: {e}") from None
 
     @property
     def weights(self) -> objectives.ObjectiveWeights:
@@ -258,6 +273,7 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> str | None:  # type: ignore[override]
         """Write ``config.json``, ``model.safetensors`` and a model card ``README.md`` to a folder."""
+        kwargs.pop("config", None)  # push_to_hub passes its own; ours (from self.config) is the one that loads
         return super().save_pretrained(save_directory, config=self.config.to_dict(), **kwargs)
 
     @classmethod

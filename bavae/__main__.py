@@ -1,0 +1,5 @@
+"""`python -m bavae` is the `bavae` command."""
+
+from .cli import main
+
+main()

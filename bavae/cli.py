@@ -1,0 +1,413 @@
+"""The ``bavae`` command: thin click commands over :mod:`bavae.zoo`, :mod:`bavae.images` and the model.
+
+    bavae list                          bavae sample -n 64 -o grid.png --seed 0
+    bavae info bavae-fashionmnist32     bavae reconstruct photo.jpg shirts/ -o recon.png
+    bavae encode *.png -o codes.npz     bavae decode codes.npz -o decoded.png
+    bavae train ...                     bavae push runs/celeba64 --repo-id USER/bavae-celeba64
+
+Startup time is part of the interface: nothing heavy is imported at module level (``bavae --help`` does not
+import torch), ``train``/``eval`` are imported only when run, and grids are written with PIL, not torchvision.
+Errors are one line on stderr and a non-zero exit code (``BAVAE_DEBUG=1`` shows the traceback); every output
+file is written to a temporary file beside it and renamed, so a failed command leaves no output behind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .zoo import DEFAULT_MODEL
+
+MAX_IMAGES = 4096  # -n above this is a typo, not a grid anyone can look at
+FORMATS = ("png", "npz")
+MODEL_HELP = "Zoo name (see `bavae list`), model folder, or Hub repo id."
+
+
+class LazyGroup(click.Group):
+    """A group whose heavy commands (train, eval) are imported only when run, listed in --help without importing."""
+
+    lazy = {
+        "train": ("bavae.train", "train_command", "Train, resume or fine-tune a Biadversarial VAE."),
+        "eval": ("bavae.eval", "eval_command", "Evaluate a model: FID, reconstruction error, KL, information."),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.lazy:
+            return super().get_command(ctx, name)
+        module, attr, _ = self.lazy[name]
+        try:
+            command = getattr(importlib.import_module(module), attr, None)
+        except ModuleNotFoundError as e:
+            if os.environ.get("BAVAE_DEBUG"):
+                raise
+            why = (f"this installation of bavae has no {module} module" if e.name == module
+                   else f"it needs the package {e.name!r}, which is not installed")
+            return _unavailable(name, f"`bavae {name}` is not available: {why}")
+        except Exception as e:  # a broken module must not turn `bavae <cmd>` into a traceback
+            if os.environ.get("BAVAE_DEBUG"):
+                raise
+            return _unavailable(name, f"`bavae {name}` is not available: importing {module} failed "
+                                      f"({type(e).__name__}: {_one_line(e)})")
+        if not isinstance(command, click.Command):
+            return _unavailable(name, f"`bavae {name}` is not available: {module} defines no {attr}")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, self.lazy[name][2] if name in self.lazy else self.commands[name].get_short_help_str(60))
+                for name in self.list_commands(ctx) if name in self.lazy or not self.commands[name].hidden]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _unavailable(name: str, message: str) -> click.Command:
+    def fail(**_: Any) -> None:
+        raise click.ClickException(message)
+
+    return click.Command(name, callback=fail, help=message, add_help_option=False,
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+
+
+def _one_line(e: BaseException | str) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _usage(message: str) -> click.UsageError:
+    return click.UsageError(message, ctx=click.get_current_context(silent=True))
+
+
+def _output(out: str, fmt: str | None, allowed: tuple[str, ...] = FORMATS) -> tuple[Path, str]:
+    """Check the output path and format before any work (and before torch loads): fail fast, write nothing."""
+    path = Path(out).expanduser()
+    if fmt is None:
+        fmt = path.suffix.lower().lstrip(".")
+        if fmt not in allowed:
+            raise _usage(f"unsupported output format {path.suffix or '(no suffix)'!r} for {out}: "
+                                   f"use {' or '.join('.' + f for f in allowed)}, or --format")
+    elif fmt not in allowed:
+        raise _usage(f"unsupported output format {fmt!r}: use {' or '.join(allowed)}")
+    parent = path.parent
+    if path.is_dir():
+        raise _usage(f"cannot write {out}: it is a folder")
+    if not parent.is_dir():
+        raise _usage(f"cannot write {out}: {parent} {'is not a folder' if parent.exists() else 'does not exist'}")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise _usage(f"cannot write {out}: permission denied")
+    return path, fmt
+
+
+def _load(model: str, device: str):
+    from .zoo import load, resolve_device
+
+    if device != "auto":  # a bad --device fails before any download ("auto" cannot fail, and needs no torch yet)
+        resolve_device(device)
+    return load(model, device=device)
+
+
+def _generator(seed: int | None, device):
+    import torch
+
+    return None if seed is None else torch.Generator(device).manual_seed(seed)
+
+
+def _batched(fn, x, model, seed: int | None, batch: int = 256):
+    """fn over x in batches on the model's device (a folder of photos must not become one giant batch)."""
+    import torch
+
+    g = _generator(seed, model.device)
+    return torch.cat([fn(x[i:i + batch].to(model.device), generator=g).cpu() for i in range(0, len(x), batch)])
+
+
+def _save_npz(path: Path, **arrays: Any) -> None:
+    import numpy as np
+
+    from .model import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a bare name
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
+
+
+def _save(path: Path, fmt: str, images, nrow: int | None, **extra: Any) -> str:
+    """Write images (N, C, H, W) in [0, 1] as a PNG grid or an npz (key ``images``); say what was written."""
+    images = images.detach().float().clamp(0, 1).cpu()
+    if fmt == "npz":
+        _save_npz(path, images=images.numpy(), **extra)
+        return f"{path} (images {tuple(images.shape)} float32 in [0, 1])"
+    from .images import save_grid
+
+    rows, cols = save_grid(images, path, nrow)
+    return f"{path} ({rows}x{cols} grid of {images.shape[-1]}px images)"
+
+
+def _pairs(a, b):
+    """Interleave two batches: a0, b0, a1, b1, ... (originals beside their results)."""
+    import torch
+
+    return torch.stack([a, b], dim=1).flatten(0, 1)
+
+
+def _image_files(paths: tuple[str, ...]) -> list[Path]:
+    from .images import check_image_files
+
+    return check_image_files(paths)
+
+
+def _read(model, files: list[Path]):
+    from .images import load_image_files
+
+    return load_image_files(files, model.config.image_size, model.config.channels)
+
+
+def _options(*names: str):
+    """The options most commands share."""
+    opts = {
+        "model": click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP),
+        "out": click.option("-o", "--out", required=True, help="Output file (.png grid or .npz arrays)."),
+        "seed": click.option("--seed", type=int, default=None, help="Seed for reproducible noise."),
+        "device": click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps."),
+        "nrow": click.option("--nrow", type=click.IntRange(1, MAX_IMAGES), default=None,
+                             help="Images per grid row."),
+        "format": click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                               help="Output format; default: from the suffix of --out."),
+    }
+
+    def decorate(f):
+        for name in reversed(names):
+            f = opts[name](f)
+        return f
+
+    return decorate
+
+
+# ------------------------------------------------------------------------------------------------ commands
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="bavae", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Biadversarial VAEs (arXiv 1902.03517): pretrained models, sampling, reconstruction, training."""
+
+
+@cli.command("list")
+@click.argument("pattern", default="*")
+def list_command(pattern: str) -> None:
+    """List the pretrained models.
+
+    PATTERN is an fnmatch pattern, for example '*mnist*'.
+    """
+    from .zoo import bundled_root, list_models, model_info
+
+    names = list_models(pattern)
+    if not names:
+        raise click.ClickException(f"no pretrained model matches {pattern!r}; `bavae list` shows them all")
+    width = max(len(n) for n in names)
+    for name in names:
+        r = model_info(name)
+        c = r.config
+        where = "bundled" if r.bundled and (bundled_root() / name).is_dir() else f"hub:{r.hf_hub_id}"
+        shape = f"{c.get('channels')}x{c.get('image_size')}x{c.get('image_size')}"
+        click.echo(f"{name:<{width}}  {r.dataset:<14} {shape:<9} {c.get('arch'):<7} {where}")
+
+
+@cli.command("info")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
+def info_command(name: str, as_json: bool) -> None:
+    """Show a pretrained model's record.
+
+    Config, dataset, metrics, license, sha256, and the command that trained it.
+    """
+    from .zoo import bundled_root, model_info, publish_command
+
+    r = model_info(name)
+    if as_json:
+        click.echo(json.dumps(r.to_dict(), indent=2))
+        return
+    bundled = r.bundled and (bundled_root() / name).is_dir()
+    lines = [f"{r.name}: {r.description}",
+             f"  hub:       {r.hf_hub_id} @ {r.revision}" + ("" if r.sha256 else " (not published yet)"),
+             f"  weights:   {'bundled with bavae' if bundled else 'downloaded on first use'}; sha256 {r.sha256}",
+             f"  dataset:   {r.dataset}", f"  license:   {r.license}",
+             f"  config:    {json.dumps(r.config, sort_keys=True)}",
+             f"  metrics:   {json.dumps(r.metrics) if r.metrics else '(none yet)'}",
+             f"  trained:   {r.train_command}"]
+    if not r.sha256:
+        lines.append(f"  publish:   {publish_command(r)}")
+    lines.append(f"  load:      bavae.load({r.name!r})")
+    click.echo("\n".join(lines))
+
+
+@cli.command("sample")
+@_options("model")
+@click.option("-n", "n", type=click.IntRange(1, MAX_IMAGES), default=64, show_default=True, help="Number of images.")
+@_options("out", "seed", "device", "nrow", "format")
+def sample_command(model: str, n: int, out: str, seed: int | None, device: str, nrow: int | None,
+                   fmt: str | None) -> None:
+    """Draw images from the prior.
+
+    Writes a PNG grid, or an npz with `images` (N, C, H, W) float32 in [0, 1].
+    """
+    path, fmt = _output(out, fmt)
+    m = _load(model, device)
+    images = m.sample(n, generator=_generator(seed, m.device))
+    click.echo(f"wrote {_save(path, fmt, images, nrow or math.ceil(math.sqrt(n)))}")
+
+
+@cli.command("reconstruct")
+@click.argument("images", nargs=-1, required=True)
+@_options("model", "out", "seed", "device", "nrow", "format")
+def reconstruct_command(images: tuple[str, ...], model: str, out: str, seed: int | None, device: str,
+                        nrow: int | None, fmt: str | None) -> None:
+    """Reconstruct your own pictures.
+
+    IMAGES are files or folders of PNG/JPEG pictures of any size or mode; they are converted to the model's
+    channels, resized and centre-cropped. The PNG grid shows each original beside its reconstruction; the npz
+    holds `images` (the reconstructions), `inputs` and `files`.
+    """
+    path, fmt = _output(out, fmt)
+    files = _image_files(images)
+    m = _load(model, device)
+    x = _read(m, files)
+    recon = _batched(m.reconstruct, x, m, seed)
+    if fmt == "npz":
+        msg = _save(path, fmt, recon, None, inputs=x.numpy(), files=[str(f) for f in files])
+    else:
+        msg = _save(path, fmt, _pairs(x, recon), 2 * (nrow or min(len(files), 4)))
+    click.echo(f"wrote {msg}")
+
+
+@cli.command("interpolate")
+@click.argument("image_a")
+@click.argument("image_b")
+@click.option("--steps", type=click.IntRange(2, 256), default=8, show_default=True, help="Decoded points from A to B.")
+@_options("model", "out", "seed", "device", "format")
+def interpolate_command(image_a: str, image_b: str, steps: int, model: str, out: str, seed: int | None, device: str,
+                        fmt: str | None) -> None:
+    """Interpolate between two pictures.
+
+    Decodes STEPS points on the straight line between the codes of IMAGE_A and IMAGE_B; the PNG grid shows
+    A, the decodings, then B in one row.
+    """
+    path, fmt = _output(out, fmt)
+    files = _image_files((image_a, image_b))
+    if len(files) != 2:
+        raise _usage("interpolate takes two picture files, IMAGE_A and IMAGE_B (not folders)")
+    m = _load(model, device)
+    x = _read(m, files)
+    frames = m.interpolate(x[:1], x[1:], steps=steps, generator=_generator(seed, m.device))[0].cpu()
+    if fmt == "npz":
+        msg = _save(path, fmt, frames, None, inputs=x.numpy())
+    else:
+        import torch
+
+        msg = _save(path, fmt, torch.cat([x[:1], frames, x[1:]]), steps + 2)
+    click.echo(f"wrote {msg}")
+
+
+@cli.command("encode")
+@click.argument("images", nargs=-1, required=True)
+@_options("model", "out", "seed", "device")
+def encode_command(images: tuple[str, ...], model: str, out: str, seed: int | None, device: str) -> None:
+    """Encode pictures to latent codes.
+
+    One posterior sample per picture, written to an npz with `codes` (N, latent_dim) float32, `files` and
+    `model`.
+    """
+    path, _ = _output(out, None, ("npz",))
+    files = _image_files(images)
+    m = _load(model, device)
+    x = _read(m, files)
+    codes = _batched(m.encode, x, m, seed).float()
+    _save_npz(path, codes=codes.numpy(), files=[str(f) for f in files], model=model)
+    click.echo(f"wrote {path} (codes {tuple(codes.shape)} of {model})")
+
+
+@cli.command("decode")
+@click.argument("codes_file", metavar="CODES.npz")
+@click.option("-m", "--model", default=None, help=MODEL_HELP + " Default: the model that wrote the codes.")
+@_options("out", "seed", "device", "nrow", "format")
+def decode_command(codes_file: str, model: str | None, out: str, seed: int | None, device: str, nrow: int | None,
+                   fmt: str | None) -> None:
+    """Decode latent codes to images.
+
+    CODES.npz holds `codes` (N, latent_dim), as `bavae encode` writes.
+    """
+    import numpy as np
+
+    path, fmt = _output(out, fmt)
+    try:
+        if not zipfile.is_zipfile(codes_file):
+            raise ValueError("not an npz file")
+        with np.load(codes_file, allow_pickle=False) as data:
+            codes = data["codes"]
+            model = model or (str(data["model"]) if "model" in data.files else DEFAULT_MODEL)
+    except (OSError, ValueError, KeyError) as e:
+        raise click.ClickException(f"cannot read codes from {codes_file}: {_one_line(e)} "
+                                   "(expected an npz with `codes` (N, latent_dim), as `bavae encode` writes)") from None
+    m = _load(model, device)
+    if codes.ndim != 2 or codes.shape[1] != m.config.latent_dim or codes.dtype.kind != "f":
+        raise click.ClickException(f"{codes_file}: `codes` has shape {codes.shape} ({codes.dtype}); {model} decodes "
+                                   f"float codes of shape (N, {m.config.latent_dim})")
+    import torch
+
+    images = _batched(m.decode, torch.from_numpy(codes.astype(np.float32)), m, seed)
+    click.echo(f"wrote {_save(path, fmt, images, nrow or math.ceil(math.sqrt(len(codes))))}")
+
+
+@cli.command("push")
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.option("--repo-id", required=True, help="USER/NAME on the Hub (created if missing).")
+@click.option("--branch", default=None, help="Push to this branch (created from main if missing).")
+@click.option("--private", is_flag=True, help="Create the repo private.")
+@click.option("--token", default=None, envvar="HF_TOKEN", help="Hub token (default: `hf auth login`'s).")
+def push_command(model_dir: str, repo_id: str, branch: str | None, private: bool, token: str | None) -> None:
+    """Publish a model folder to the Hub.
+
+    Uploads config.json, model.safetensors, a model card (README.md) and samples.png in one commit.
+    """
+    from .zoo import push
+
+    info = push(model_dir, repo_id, revision=branch, private=private, token=token)
+    click.echo(f"pushed {model_dir} to {repo_id}: {info.commit_url} (load it with bavae.load({repo_id!r}))")
+
+
+# ------------------------------------------------------------------------------------------------ entry point
+def main(argv: list[str] | None = None) -> None:
+    """`bavae` and `python -m bavae`: click without standalone mode, so every error becomes one line."""
+    debug = bool(os.environ.get("BAVAE_DEBUG"))
+    # The Hub client logs each retry as a warning; the outcome is ours to report, in one line.
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+    try:
+        rc = cli.main(args=argv, prog_name="bavae", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("bavae: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        if debug:
+            raise
+        where = e.ctx.command_path if isinstance(e, click.UsageError) and e.ctx else "bavae"
+        click.echo(f"{where}: error: {_one_line(e.format_message())}", err=True)
+        sys.exit(e.exit_code)
+    except Exception as e:
+        if debug:
+            raise
+        click.echo(f"bavae: error: {_one_line(e)}", err=True)
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

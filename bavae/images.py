@@ -1,0 +1,147 @@
+"""The user's own picture files in, image grids out (PIL + numpy; for the CLI and notebooks).
+
+Datasets live in :mod:`bavae.data`; this module only turns a handful of files into a batch the model takes,
+and a batch back into a PNG. torchvision is deliberately not used: importing it costs about a second, more
+than the rest of a cold ``bavae sample``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+if TYPE_CHECKING:
+    import torch
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+
+class ImageError(ValueError):
+    """A file that is missing or not a readable image."""
+
+
+def expand_image_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given; folders replaced by the image files directly inside them, sorted."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+                           and not f.name.startswith("."))
+            if not found:
+                raise ImageError(f"{p} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise ImageError(f"{p} does not exist")
+    if not out:
+        raise ImageError("no image files given")
+    return out
+
+
+def check_image_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """:func:`expand_image_paths`, then open each file's header: a non-image fails here, before any model loads."""
+    from PIL import Image
+
+    files = expand_image_paths(paths)
+    for f in files:
+        try:
+            with Image.open(f):
+                pass
+        except Exception:
+            raise ImageError(f"cannot read {f}: not an image format PIL can read (use PNG or JPEG)") from None
+    return files
+
+
+def _normalise_mode(im, channels: int):
+    """Any PIL mode -> "L" or "RGB": transparency composited on white, 16-bit and float scaled, not clipped."""
+    import numpy as np
+    from PIL import Image
+
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        a = np.asarray(im, dtype=np.float32)
+        a = a if im.mode == "F" else a / (65535.0 if a.max() > 255 else 255.0)
+        im = Image.fromarray((np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8), "L")
+    elif im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode in ("LA", "La", "PA", "RGBa"):
+        im = im.convert("RGBA")
+    if im.mode == "RGBA":
+        im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im)
+    return im.convert("RGB" if channels == 3 else "L")
+
+
+def load_image(path: str | os.PathLike, image_size: int, channels: int) -> torch.Tensor:
+    """One picture as a float tensor (channels, image_size, image_size) in [0, 1]: EXIF orientation applied,
+    converted to the model's channels, short side resized to ``image_size`` (antialiased), centre-cropped."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                im.draft("RGB" if channels == 3 else "L", (image_size, image_size))  # DCT-domain downscale: fast
+            im = _normalise_mode(ImageOps.exif_transpose(im), channels)
+    except Exception as e:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError...)
+        why = "not an image format PIL can read (use PNG or JPEG)" if "identify" in str(e) else str(e)
+        raise ImageError(f"cannot read {path}: {why}") from None
+    w, h = im.size
+    scale = image_size / min(w, h)
+    size = (max(image_size, round(w * scale)), max(image_size, round(h * scale)))
+    im = im.resize(size, Image.Resampling.BILINEAR)  # PIL's filters widen when shrinking: antialiased
+    left, top = (size[0] - image_size) // 2, (size[1] - image_size) // 2
+    im = im.crop((left, top, left + image_size, top + image_size))
+    a = np.asarray(im, dtype=np.float32) / 255.0
+    x = torch.from_numpy(a.copy())
+    return x.permute(2, 0, 1) if x.dim() == 3 else x.unsqueeze(0)
+
+
+def load_image_files(paths: Sequence[str | os.PathLike], image_size: int, channels: int) -> torch.Tensor:
+    """A batch (N, channels, image_size, image_size) in [0, 1] from picture files of any size and mode."""
+    import torch
+
+    return torch.stack([load_image(p, image_size, channels) for p in paths])
+
+
+def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 0.0) -> torch.Tensor:
+    """(N, C, H, W) -> (C, rows*(H+p)+p, nrow*(W+p)+p), the layout of torchvision.utils.make_grid."""
+    import torch
+
+    n, c, h, w = images.shape
+    ncol = max(1, min(nrow, n))
+    nrows = math.ceil(n / ncol)
+    grid = torch.full((c, nrows * (h + padding) + padding, ncol * (w + padding) + padding), pad_value,
+                      dtype=images.dtype, device=images.device)
+    for i in range(n):
+        y, x = padding + (i // ncol) * (h + padding), padding + (i % ncol) * (w + padding)
+        grid[:, y:y + h, x:x + w] = images[i]
+    return grid
+
+
+def to_uint8(images: torch.Tensor):
+    """[0, 1] floats -> uint8 numpy, channels last (rounding as torchvision's save_image does)."""
+    import torch
+
+    x = images.detach().float().cpu().mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    return x.movedim(-3, -1).numpy()
+
+
+def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> tuple[int, int]:
+    """Write a PNG grid of (N, C, H, W) images in [0, 1] atomically; return (rows, columns)."""
+    from PIL import Image
+
+    from .model import atomic_write
+
+    n = images.shape[0]
+    ncol = nrow or math.ceil(math.sqrt(n))
+    a = to_uint8(make_grid(images, ncol))
+    im = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a, "L" if a.shape[-1] == 1 else "RGB")
+    atomic_write(path, lambda p: im.save(p, format="PNG"))
+    return math.ceil(n / min(ncol, n)), min(ncol, n)
+
+
+__all__ = ["IMAGE_SUFFIXES", "ImageError", "expand_image_paths", "check_image_files", "load_image", "load_image_files", "make_grid",
+           "to_uint8", "save_grid"]

@@ -439,7 +439,7 @@ def train(cfg: TrainConfig) -> Path:
             data_iter = batches(step)
             if master:
                 progress.write(f"diverged ({why}); restored step {step}, learning rates x{lr_scale:g} "
-                               f"(recovery {recoveries} of at most {cfg.max_recoveries})")
+                               f"(recovery {recoveries} of at most {cfg.max_recoveries})", file=sys.stderr)
             log.write(step, {"recovery": recoveries, "lr_scale": lr_scale})
             continue
 

@@ -254,11 +254,13 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
         return objectives.inference_critic_value(t_post, t_prior, dim=1)
 
     # ---- losses (the training loop calls these) ----
-    def critic_losses(self, x: torch.Tensor) -> objectives.Losses:
-        return objectives.critic_losses(self, x)
+    def critic_losses(self, x: torch.Tensor, z: torch.Tensor | None = None,
+                      x_fake: torch.Tensor | None = None) -> objectives.Losses:
+        return objectives.critic_losses(self, x, z, x_fake)
 
-    def autoencoder_losses(self, x: torch.Tensor) -> objectives.Losses:
-        return objectives.autoencoder_losses(self, x, self.config.weights)
+    def autoencoder_losses(self, x: torch.Tensor, z: torch.Tensor | None = None,
+                           x_fake: torch.Tensor | None = None) -> objectives.Losses:
+        return objectives.autoencoder_losses(self, x, self.config.weights, z=z, x_fake=x_fake)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reconstruct(x)

@@ -85,6 +85,12 @@ def resolve_objective(name: str, overrides: dict[str, float] | None = None) -> O
     return replace(OBJECTIVES[name], **{k: float(v) for k, v in overrides.items()})
 
 
+def _floats(logs: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalars to Python floats in one device sync, not one per .item()."""
+    values = torch.stack([v.detach().float() for v in logs.values()]).tolist()
+    return dict(zip(logs, values))
+
+
 @dataclass
 class Losses:
     """Per-player losses (each player *minimises* its own) and the scalars to log."""
@@ -96,12 +102,17 @@ class Losses:
     logs: dict[str, float] | None = None
 
 
-def critic_losses(model: BAVAE, x: torch.Tensor) -> Losses:
-    """Both critics' losses, -V_I and -V_G, on fresh codes and decodings (no gradient to encoder/decoder)."""
+def critic_losses(model: BAVAE, x: torch.Tensor, z: torch.Tensor | None = None,
+                  x_fake: torch.Tensor | None = None) -> Losses:
+    """Both critics' losses, -V_I and -V_G, on codes z ~ q(z|x) and decodings x_fake = G(z), with no gradient to
+    the encoder/decoder. Pass z and x_fake to reuse an encoder/decoder pass (they are detached here); else fresh."""
     with torch.no_grad():
-        z = model.encoder(x)
-        x_fake = model.decoder(z)
+        if z is None:
+            z = model.encoder(x)
+        if x_fake is None:
+            x_fake = model.decoder(z)
         z_prior = model.prior_sample(x.shape[0], device=x.device, dtype=x.dtype)
+    z, x_fake = z.detach(), x_fake.detach()  # a caller's graph must survive for autoencoder_losses
 
     inference, generative = model.inference_critic, model.generative_critic
     h_x = inference.image_features(x)  # one trunk pass serves both the posterior and the prior pairs
@@ -112,26 +123,33 @@ def critic_losses(model: BAVAE, x: torch.Tensor) -> Losses:
     d_real, d_fake = generative.score(h, torch.cat([z, z])).chunk(2)
     v_generative = generative_critic_value(d_real, d_fake)
 
-    logs = {
-        "kl_estimate": v_inference.item(),  # eq. 9: at the critic's optimum, E_x KL(q(z|x) || p(z))
-        "generative_value": v_generative.item(),  # eq. 17: E_z KL(r(x|z) || p_theta(x|z))
-        "t_posterior": t_posterior.mean().item(),
-        "d_real": d_real.mean().item(),
-        "d_fake": d_fake.mean().item(),
-    }
+    logs = _floats({
+        "kl_estimate": v_inference,  # eq. 9: at the critic's optimum, E_x KL(q(z|x) || p(z))
+        "generative_value": v_generative,  # eq. 17: E_z KL(r(x|z) || p_theta(x|z))
+        "t_posterior": t_posterior.mean(),
+        "d_real": d_real.mean(),
+        "d_fake": d_fake.mean(),
+    })
     return Losses(inference_critic=-v_inference, generative_critic=-v_generative, logs=logs)
 
 
-def autoencoder_losses(model: BAVAE, x: torch.Tensor, weights: ObjectiveWeights, info_batch: int = 64) -> Losses:
-    """Encoder and decoder losses of eq. 19 plus the weighted extra terms. Critic weights get no update from these."""
+def autoencoder_losses(model: BAVAE, x: torch.Tensor, weights: ObjectiveWeights, info_batch: int = 64,
+                       z: torch.Tensor | None = None, x_fake: torch.Tensor | None = None) -> Losses:
+    """Encoder and decoder losses of eq. 19 plus the weighted extra terms. Critic weights get no update from these.
+
+    Pass z = E(x) and x_fake = G(z), computed with autograd on, to reuse a pass (the training loop's critic step);
+    else they are drawn here.
+    """
     inference, generative = model.inference_critic, model.generative_critic
-    z = model.encoder(x)
-    x_fake = model.decoder(z)  # a decoding of the posterior code: the paper's fake *and* the reconstruction
+    if z is None:
+        z = model.encoder(x)
+    if x_fake is None:
+        x_fake = model.decoder(z)  # a decoding of the posterior code: the paper's fake *and* the reconstruction
     with torch.no_grad():  # the critics' image features of real data carry no gradient to either player
         h_x_inference = inference.image_features(x)
         h_x_generative = generative.image_features(x)
 
-    logs: dict[str, float] = {}
+    logs: dict[str, torch.Tensor] = {}
     # Inference game (eq. 19, V_I): only its posterior term depends on the encoder.
     t_posterior = inference.score(h_x_inference, z)
     encoder_loss = weights.kl * (-t_posterior.mean())
@@ -139,7 +157,7 @@ def autoencoder_losses(model: BAVAE, x: torch.Tensor, weights: ObjectiveWeights,
         k = min(info_batch, x.shape[0])  # k^2 pairs; the bound saturates at log k
         nce = info_nce(-inference.pairwise_scores(h_x_inference[:k], z[:k]))  # f = -T = log q(z|x) - log p(z) at T*
         encoder_loss = encoder_loss - weights.info * nce
-        logs["info_nce"] = nce.item()
+        logs["info_nce"] = nce
 
     # Generative game (eq. 19, V_G): the decoder moves the fake term, the encoder both terms through z.
     h_fake = generative.image_features(x_fake)
@@ -148,7 +166,7 @@ def autoencoder_losses(model: BAVAE, x: torch.Tensor, weights: ObjectiveWeights,
     if weights.feature:
         feature = (h_fake - h_x_generative).pow(2).sum(1).mean()  # per-image sums: on the scale of a log-likelihood
         decoder_loss = decoder_loss + weights.feature * feature
-        logs["feature_recon"] = feature.item()
+        logs["feature_recon"] = feature
     if weights.pixel:
         pixel = (x_fake - x).abs().flatten(1).sum(1).mean()  # = -log Laplace(x | G(z), b=1/weight) + const
         decoder_loss = decoder_loss + weights.pixel * pixel
@@ -156,8 +174,8 @@ def autoencoder_losses(model: BAVAE, x: torch.Tensor, weights: ObjectiveWeights,
         z_prior = model.prior_sample(x.shape[0], device=x.device, dtype=x.dtype)
         cycle = F.mse_loss(model.encoder(model.decoder(z_prior)), z_prior)
         decoder_loss = decoder_loss + weights.cycle * cycle
-        logs["latent_cycle"] = cycle.item()
+        logs["latent_cycle"] = cycle
 
-    logs["encoder"], logs["decoder"] = encoder_loss.item(), decoder_loss.item()
-    logs["recon_mse"] = F.mse_loss(x_fake.detach(), x).item()
-    return Losses(encoder=encoder_loss, decoder=decoder_loss, logs=logs)
+    logs["encoder"], logs["decoder"] = encoder_loss, decoder_loss
+    logs["recon_mse"] = F.mse_loss(x_fake.detach(), x)
+    return Losses(encoder=encoder_loss, decoder=decoder_loss, logs=_floats(logs))

@@ -392,11 +392,16 @@ def train(cfg: TrainConfig) -> Path:
     t0, images_seen = time.perf_counter(), 0
     while step < total_steps:
         try:
-            for _ in range(cfg.critic_steps):  # 1) both critics ascend their value functions (eq. 6 and 14)
+            for i in range(cfg.critic_steps):  # 1) both critics ascend their value functions (eq. 6 and 14)
                 _, x = next(data_iter)
                 x = x.to(device, non_blocking=True)
                 with autocast:
-                    critic = model.critic_losses(x)
+                    # The last batch is encoded and decoded with autograd on and step 2 reuses that pass: the critics
+                    # see detached copies and their update leaves the encoder/decoder graph valid.
+                    with torch.set_grad_enabled(i == cfg.critic_steps - 1):
+                        z = model.encoder(x)
+                        x_fake = model.decoder(z)
+                    critic = model.critic_losses(x, z, x_fake)
                     critic_loss = critic.inference_critic + critic.generative_critic
                 opt_critic.zero_grad(set_to_none=True)
                 scaler.scale(critic_loss).backward()
@@ -405,8 +410,8 @@ def train(cfg: TrainConfig) -> Path:
 
             model.inference_critic.requires_grad_(False)  # 2) encoder and decoder descend eq. 19 (+ extra terms)
             model.generative_critic.requires_grad_(False)
-            with autocast:
-                ae = model.autoencoder_losses(x)
+            with autocast:  # a separate block: autocast's cache of cast weights would hold pre-step critic weights
+                ae = model.autoencoder_losses(x, z, x_fake)  # same batch and codes as the last critic step
                 ae_loss = ae.encoder + ae.decoder
             opt_ae.zero_grad(set_to_none=True)
             scaler.scale(ae_loss).backward()

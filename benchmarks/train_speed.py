@@ -41,13 +41,16 @@ class GaussianVAE(nn.Module):
 
 
 def bavae_step(model: BAVAE, opt_c, opt_ae, x):
-    critic = model.critic_losses(x)
+    """One step of bavae.train's loop with critic_steps=1, fp32, one process: keep the two in step."""
+    z = model.encoder(x)  # one encoder/decoder pass with autograd serves both players
+    x_fake = model.decoder(z)
+    critic = model.critic_losses(x, z, x_fake)
     opt_c.zero_grad(set_to_none=True)
     (critic.inference_critic + critic.generative_critic).backward()
     opt_c.step()
     model.inference_critic.requires_grad_(False)
     model.generative_critic.requires_grad_(False)
-    ae = model.autoencoder_losses(x)
+    ae = model.autoencoder_losses(x, z, x_fake)
     opt_ae.zero_grad(set_to_none=True)
     (ae.encoder + ae.decoder).backward()
     opt_ae.step()

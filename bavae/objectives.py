@@ -12,8 +12,9 @@ Both critics are f-GAN duals of a KL divergence (Nowozin et al. 2016):
 
 The paper's game (eq. 19) is  min_{encoder, decoder} [max_D V_G + max_T V_I].  At optimal critics it equals
 -ELBO - H(p_data) + I(x; z): it *penalises* the information the codes carry (docs/method.md). The
-``informative`` objective adds it back (an InfoNCE bound from the inference critic) and anchors
-reconstructions in the generative critic's feature space and, lightly, in pixels.
+``informative`` objective adds it back (an InfoNCE bound from the inference critic), matches the codes of a
+batch to the prior (an MMD: the part of the KL term that should remain), and anchors reconstructions in the
+generative critic's feature space and in pixels.
 """
 
 from __future__ import annotations
@@ -53,6 +54,22 @@ def info_nce(scores: torch.Tensor) -> torch.Tensor:
     return math.log(n) + (scores.diagonal() - scores.logsumexp(dim=0)).mean()
 
 
+def mmd_imq(a: torch.Tensor, b: torch.Tensor, scales: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+            ) -> torch.Tensor:
+    """Unbiased MMD^2 between two samples (N, d) with inverse multiquadric kernels C / (C + |x - y|^2),
+    C = 2 d s for each scale s (as in Wasserstein auto-encoders, Tolstikhin et al. 2018). Zero in expectation
+    when both come from one distribution; the heavy tails of the IMQ kernel keep gradients alive for far codes."""
+    n, m, d = a.shape[0], b.shape[0], a.shape[1]
+    aa, bb, ab = torch.cdist(a, a).pow(2), torch.cdist(b, b).pow(2), torch.cdist(a, b).pow(2)
+    total = a.new_zeros(())
+    for s in scales:
+        c = 2 * d * s
+        k_aa, k_bb = c / (c + aa), c / (c + bb)
+        total = total + (k_aa.sum() - k_aa.diagonal().sum()) / (n * (n - 1)) \
+            + (k_bb.sum() - k_bb.diagonal().sum()) / (m * (m - 1)) - 2 * (c / (c + ab)).mean()
+    return total
+
+
 @dataclass(frozen=True)
 class ObjectiveWeights:
     """Weights of the terms the encoder and decoder minimise. ``paper`` is eq. 19: kl=1, the rest 0."""
@@ -63,6 +80,7 @@ class ObjectiveWeights:
     feature: float = 0.0  # ||phi_D(x) - phi_D(G(E(x)))||^2 in the generative critic's image features, summed per image
     pixel: float = 0.0  # |x - G(E(x))|_1 summed per image: a Laplace likelihood of scale 1/pixel (the paper's foil)
     cycle: float = 0.0  # ||E(G(z)) - z||^2 for prior codes z: decoded samples must encode back
+    marginal: float = 0.0  # MMD^2(aggregate posterior, prior) on the batch's codes: keeps prior samples on the data
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -70,7 +88,7 @@ class ObjectiveWeights:
 
 OBJECTIVES: dict[str, ObjectiveWeights] = {
     "paper": ObjectiveWeights(),
-    "informative": ObjectiveWeights(info=1.0, feature=1.0, pixel=1.0),
+    "informative": ObjectiveWeights(info=1.0, feature=1.0, pixel=1.0, marginal=100.0),
 }
 
 
@@ -158,6 +176,14 @@ def autoencoder_losses(model: BAVAE, x: torch.Tensor, weights: ObjectiveWeights,
         nce = info_nce(-inference.pairwise_scores(h_x_inference[:k], z[:k]))  # f = -T = log q(z|x) - log p(z) at T*
         encoder_loss = encoder_loss - weights.info * nce
         logs["info_nce"] = nce
+    if weights.marginal:
+        # With I(x; z) given back, what is left of E_x KL(q(z|x) || p(z)) is KL(r(z) || p(z)) (docs/method.md).
+        # The Lipschitz critic T barely sees it (it cannot resolve peaked posteriors), so a kernel two-sample
+        # distance between the batch's codes and prior draws does: without it the codes shrink to a small
+        # region of the prior and samples from p(z) decode to nothing.
+        marginal = mmd_imq(z, model.prior_sample(z.shape[0], device=z.device, dtype=z.dtype))
+        encoder_loss = encoder_loss + weights.marginal * marginal
+        logs["marginal_mmd"] = marginal
 
     # Generative game (eq. 19, V_G): the decoder moves the fake term, the encoder both terms through z.
     h_fake = generative.image_features(x_fake)

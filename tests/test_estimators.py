@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from bavae.nets.common import PairCritic
-from bavae.objectives import generative_critic_value, inference_critic_value, info_nce
+from bavae.objectives import generative_critic_value, inference_critic_value, info_nce, mmd_imq
 
 torch.set_num_threads(1)
 N_MC = 2_000_000
@@ -268,3 +268,22 @@ def test_info_nce_is_zero_on_independent_pairs():
           f"random critic {random_net:.4f}")
     assert wrong < 0.02
     assert abs(random_net) < 0.05
+
+
+# ------------------------------------------------------------------ (e) the marginal term of `informative`
+def test_mmd_is_zero_on_one_distribution_and_grows_with_the_mismatch():
+    """MMD^2(aggregate posterior, prior): unbiased (about 0 for one distribution, even negative), and larger the
+    further the codes are from the prior, for the two ways codes go wrong: shrinking and shifting."""
+    g = torch.Generator().manual_seed(0)
+    draw = lambda: torch.randn(256, 16, generator=g)  # noqa: E731
+    same = torch.stack([mmd_imq(draw(), draw()) for _ in range(20)])
+    assert abs(same.mean()) < 3 * same.std() / math.sqrt(20) + 1e-3, same  # zero in expectation
+    shrunk = [mmd_imq(s * draw(), draw()).item() for s in (0.9, 0.6, 0.3)]
+    shifted = [mmd_imq(draw() + m, draw()).item() for m in (0.1, 0.3, 1.0)]
+    print(f"\nMMD^2 same {same.mean():.4f} +- {same.std():.4f}; std x0.9/0.6/0.3: {shrunk}; mean +0.1/0.3/1: {shifted}")
+    assert same.abs().max() < shrunk[0] < shrunk[1] < shrunk[2]
+    assert same.abs().max() < shifted[1] < shifted[2]
+    # the gradient pulls shrunken codes outwards, towards the prior's scale
+    z = (0.3 * draw()).requires_grad_()
+    mmd_imq(z, draw()).backward()
+    assert (z.grad * z).sum() < 0

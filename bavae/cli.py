@@ -6,7 +6,7 @@
     bavae train ...                     bavae push runs/celeba64 --repo-id USER/bavae-celeba64
 
 Startup time is part of the interface: nothing heavy is imported at module level (``bavae --help`` does not
-import torch), ``train``/``eval`` are imported only when run, and grids are written with PIL, not torchvision.
+import torch), ``train`` is imported only when run, and grids are written with PIL, not torchvision.
 Errors are one line on stderr and a non-zero exit code (``BAVAE_DEBUG=1`` shows the traceback); every output
 file is written to a temporary file beside it and renamed, so a failed command leaves no output behind.
 """
@@ -33,11 +33,10 @@ MODEL_HELP = "Zoo name (see `bavae list`), model folder, or Hub repo id."
 
 
 class LazyGroup(click.Group):
-    """A group whose heavy commands (train, eval) are imported only when run, listed in --help without importing."""
+    """A group whose heavy commands (train) are imported only when run, listed in --help without importing."""
 
     lazy = {
         "train": ("bavae.train", "train_command", "Train, resume or fine-tune a Biadversarial VAE."),
-        "eval": ("bavae.eval", "eval_command", "Evaluate a model: FID, reconstruction error, KL, information."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -117,6 +117,12 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Any) -> None:
     """Call ``write(tmp_path)`` then fsync and rename over ``path``: readers see the old file or the new, never half."""
     path = Path(path)
@@ -126,6 +132,7 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would have
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -243,11 +250,13 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
         A lower bound: it is exact only for an optimal critic, and a spectrally normalised critic
         cannot represent very sharp posteriors.
         """
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         x = self.check_images(x)
         features = self.inference_critic.image_features(x)
         n = x.shape[0]
         feats = features.repeat_interleave(n_samples, dim=0)
-        z_post = self.encoder(x, n_samples=n_samples, generator=generator).flatten(0, 1)
+        z_post = self.encoder(x, n_samples=n_samples, generator=generator).reshape(n * n_samples, -1)
         z_prior = self.prior_sample(n * n_samples, generator=generator)
         t_post = self.inference_critic.score(feats, z_post).view(n, n_samples)
         t_prior = self.inference_critic.score(feats, z_prior).view(n, n_samples)
@@ -273,10 +282,26 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
         text = json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n"
         atomic_write(save_directory / CONFIG_NAME, lambda p: Path(p).write_text(text, encoding="utf-8"))
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> str | None:  # type: ignore[override]
-        """Write ``config.json``, ``model.safetensors`` and a model card ``README.md`` to a folder."""
-        kwargs.pop("config", None)  # push_to_hub passes its own; ours (from self.config) is the one that loads
-        return super().save_pretrained(save_directory, config=self.config.to_dict(), **kwargs)
+    def save_pretrained(self, save_directory: str | os.PathLike, *, config: Any = None, push_to_hub: bool = False,
+                        repo_id: str | None = None, model_card_kwargs: dict[str, Any] | None = None,
+                        **push_to_hub_kwargs: Any) -> str | None:  # type: ignore[override]
+        """Write ``model.safetensors``, ``config.json`` and, if missing, a model card ``README.md``.
+
+        Each file is replaced atomically, so a process killed while saving leaves the previous model loadable
+        (``ModelHubMixin.save_pretrained`` deletes ``config.json`` first, hence this override). ``config`` is
+        ignored: the model's own config is what loads (``push_to_hub`` passes one).
+        """
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        self._save_pretrained(save_directory)
+        card = save_directory / "README.md"
+        if not card.exists():
+            model_card = self.generate_model_card(**(model_card_kwargs or {}))
+            atomic_write(card, lambda p: model_card.save(p))
+        if push_to_hub:
+            return self.push_to_hub(repo_id or save_directory.name, model_card_kwargs=model_card_kwargs,
+                                    **push_to_hub_kwargs)
+        return None
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
@@ -294,6 +319,11 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
                       local_files_only=local_files_only, token=token)
             config_file = Path(hf_hub_download(filename=CONFIG_NAME, **dl))
             weights_file = Path(hf_hub_download(filename=WEIGHTS_NAME, **dl))
+            from .zoo import _hash_problem  # the Hub's published sha256 (the cache's blob name) against the bytes
+
+            problem = _hash_problem(weights_file, expected_sha256)
+            if problem:
+                raise WeightsError(f"{problem}; not loaded (bavae.load evicts and downloads it again)")
         model_config = BAVAEConfig.from_json_file(config_file)
         return cls.from_files(model_config, weights_file, map_location=map_location, expected_sha256=expected_sha256)
 
@@ -311,9 +341,13 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
             state = load_file(str(weights_file), device=str(map_location))
         except Exception as e:  # safetensors raises its own error types on a damaged header
             raise WeightsError(f"{weights_file} is not a readable safetensors file: {e}") from None
-        missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
-        if missing or unexpected:
-            raise WeightsError(f"{weights_file} does not match the config ({config.arch}, {config.image_size}px): "
-                               f"{len(missing)} missing and {len(unexpected)} unexpected tensors")
+        expected = model.state_dict()
+        missing, unexpected = set(expected) - set(state), set(state) - set(expected)
+        wrong_shape = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+        if missing or unexpected or wrong_shape:
+            raise WeightsError(f"{weights_file} does not match the config ({config.arch}, {config.image_size}px, "
+                               f"width {config.width}, latent {config.latent_dim}): {len(missing)} missing, "
+                               f"{len(unexpected)} unexpected and {len(wrong_shape)} wrongly shaped tensors"
+                               + (f" (e.g. {wrong_shape[0]})" if wrong_shape else ""))
         model.load_state_dict(state)
         return model.to(map_location).eval()

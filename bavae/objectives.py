@@ -72,14 +72,14 @@ def mmd_imq(a: torch.Tensor, b: torch.Tensor, scales: tuple[float, ...] = (0.1, 
 
 @dataclass(frozen=True)
 class ObjectiveWeights:
-    """Weights of the terms the encoder and decoder minimise. ``paper`` is eq. 19: kl=1, the rest 0."""
+    """Weights of the terms the encoder and decoder minimise. ``paper`` is eq. 19: kl = generative = 1, the rest 0."""
 
     kl: float = 1.0  # the inference game, E_q[-T(x, z)]  (eq. 19, V_I term)
     generative: float = 1.0  # the generative game, V_G through the encoder and the decoder  (eq. 19, V_G term)
     info: float = 0.0  # minus InfoNCE(x; z) with f = -T: gives back the information eq. 19 penalises
     feature: float = 0.0  # ||phi_D(x) - phi_D(G(E(x)))||^2 in the generative critic's image features, summed per image
     pixel: float = 0.0  # |x - G(E(x))|_1 summed per image: a Laplace likelihood of scale 1/pixel (the paper's foil)
-    cycle: float = 0.0  # ||E(G(z)) - z||^2 for prior codes z: decoded samples must encode back
+    cycle: float = 0.0  # ||E(G(z)) - z||^2 summed per code, prior codes z: decoded samples must encode back
     marginal: float = 0.0  # MMD^2(aggregate posterior, prior) on the batch's codes: keeps prior samples on the data
 
     def to_dict(self) -> dict[str, float]:
@@ -196,9 +196,10 @@ def autoencoder_losses(model: BAVAE, x: torch.Tensor, weights: ObjectiveWeights,
     if weights.pixel:
         pixel = (x_fake - x).abs().flatten(1).sum(1).mean()  # = -log Laplace(x | G(z), b=1/weight) + const
         decoder_loss = decoder_loss + weights.pixel * pixel
+        logs["pixel_recon"] = pixel
     if weights.cycle:
         z_prior = model.prior_sample(x.shape[0], device=x.device, dtype=x.dtype)
-        cycle = F.mse_loss(model.encoder(model.decoder(z_prior)), z_prior)
+        cycle = (model.encoder(model.decoder(z_prior)) - z_prior).pow(2).sum(1).mean()  # per-code sums, like the rest
         decoder_loss = decoder_loss + weights.cycle * cycle
         logs["latent_cycle"] = cycle
 

@@ -192,16 +192,7 @@ class MetricsLog:
         self.tb = None
         if not enabled:
             return
-        if self.path.exists():
-            with open(self.path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-            if rows:
-                self.fields = list(rows[0])
-            with open(self.path, "w", newline="") as f:
-                if rows:
-                    w = csv.DictWriter(f, self.fields)
-                    w.writeheader()
-                    w.writerows(rows)
+        self.restart(resume_step)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -209,8 +200,26 @@ class MetricsLog:
         except ImportError:
             print("tensorboard is not installed: writing metrics.csv only (pip install tensorboard)", file=sys.stderr)
 
-    def write(self, step: int, scalars: dict[str, float]) -> None:
+    def restart(self, step: int) -> None:
+        """Drop the CSV rows after ``step`` (a resumed or restored run logs them again)."""
+        if not self.enabled or not self.path.exists():
+            return
+        with open(self.path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+        self.fields = list(rows[0]) if rows else None
+        with open(self.path, "w", newline="") as f:
+            if rows:
+                w = csv.DictWriter(f, self.fields)
+                w.writeheader()
+                w.writerows(rows)
+
+    def write(self, step: int, scalars: dict[str, float], csv_row: bool = True) -> None:
         if not self.enabled:
+            return
+        if not csv_row:
+            if self.tb is not None:
+                for k, v in scalars.items():
+                    self.tb.add_scalar(k, v, step)
             return
         row = {"step": step, **{k: f"{v:.6g}" for k, v in scalars.items()}}
         new = self.fields is None or not self.path.exists() or self.path.stat().st_size == 0
@@ -254,7 +263,8 @@ def train(cfg: TrainConfig) -> Path:
         raise TrainingError(f"--precision must be one of {PRECISIONS}, got {cfg.precision!r}")
     amp = cfg.precision != "fp32" and device.type == "cuda"
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and cfg.precision == "fp16")
+    # fp16 needs loss scaling; one scaler per optimiser, since each steps on its own schedule (critic_steps)
+    scaler_critic, scaler_ae = (torch.amp.GradScaler("cuda", enabled=amp and cfg.precision == "fp16") for _ in range(2))
     out = Path(cfg.out)
     state_path = out / STATE_NAME
     resuming = state_path.exists()
@@ -267,7 +277,11 @@ def train(cfg: TrainConfig) -> Path:
     elif cfg.init:
         from .zoo import load
 
-        model_config = load(cfg.init, device="cpu").config
+        init_model = load(cfg.init, device="cpu")
+        model_config = init_model.config
+        if cfg.objective_weights:  # fine-tuning may re-weight the objective; the nets stay the pretrained ones
+            model_config = dataclasses.replace(
+                model_config, objective_weights={**model_config.objective_weights, **cfg.objective_weights})
     else:
         image_size = cfg.image_size or natural_image_size(cfg.dataset, cfg.arch)
         model_config = BAVAEConfig(
@@ -277,7 +291,8 @@ def train(cfg: TrainConfig) -> Path:
             objective=cfg.objective, objective_weights=cfg.objective_weights)
     model = BAVAE(model_config)
     if cfg.init and not resuming:
-        model.load_state_dict(load(cfg.init, device="cpu").state_dict())
+        model.load_state_dict(init_model.state_dict())
+        del init_model
     model.to(device).train()
 
     # ---- data: each rank reads its own strided share of one seeded permutation per epoch ----
@@ -288,18 +303,22 @@ def train(cfg: TrainConfig) -> Path:
     if ddp and master:
         dist.barrier()
     per_rank_batch = cfg.batch_size // world
-    if per_rank_batch < 1 or cfg.batch_size % world:
+    if cfg.batch_size % world:
         raise TrainingError(f"--batch-size {cfg.batch_size} must be a multiple of the {world} processes")
+    if per_rank_batch < 2:  # the information and marginal terms compare the images of a batch with each other
+        raise TrainingError(f"--batch-size {cfg.batch_size} gives each of the {world} processes fewer than 2 images")
     batches_per_epoch = len(dataset) // cfg.batch_size
     if batches_per_epoch < 1:
         raise TrainingError(f"the dataset has {len(dataset)} images, fewer than one batch of {cfg.batch_size}")
-    total_steps = math.ceil(cfg.epochs * batches_per_epoch) if cfg.epochs else cfg.steps
+    # a step takes critic_steps batches (the encoder/decoder reuse the last one)
+    total_steps = math.ceil(cfg.epochs * batches_per_epoch / cfg.critic_steps) if cfg.epochs else cfg.steps
 
     def batches(start_step: int):
-        """Yield (step, batch) from start_step on; the order depends only on (seed, epoch), so resuming replays it."""
-        step = start_step
+        """Yield (index, batch) from the first batch of start_step on; the order depends only on (seed, epoch),
+        so resuming replays it."""
+        index = start_step * cfg.critic_steps
         while True:
-            epoch, offset = divmod(step, batches_per_epoch)
+            epoch, offset = divmod(index, batches_per_epoch)
             order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
             order = order[: batches_per_epoch * cfg.batch_size].view(batches_per_epoch, cfg.batch_size)
             index_batches = [b[rank::world].tolist() for b in order[offset:]]
@@ -308,8 +327,8 @@ def train(cfg: TrainConfig) -> Path:
                                                  generator=torch.Generator())  # keep the global RNG untouched
 
             for x in loader:
-                yield step, x
-                step += 1
+                yield index, x
+                index += 1
 
     # ---- optimisers: one per side of the game ----
     betas = (cfg.beta1, cfg.beta2)
@@ -332,6 +351,8 @@ def train(cfg: TrainConfig) -> Path:
     if resuming:
         restore(tensors, meta)
         del tensors
+        if rank:  # only rank 0's RNG state is saved; the others draw their own noise again
+            torch.manual_seed(cfg.seed + 1_000_003 * rank + step)
     if ddp:  # every rank starts from rank 0's weights
         for p in [*model.parameters(), *model.buffers()]:
             dist.broadcast(p.data, src=0)
@@ -404,9 +425,10 @@ def train(cfg: TrainConfig) -> Path:
                     critic = model.critic_losses(x, z, x_fake)
                     critic_loss = critic.inference_critic + critic.generative_critic
                 opt_critic.zero_grad(set_to_none=True)
-                scaler.scale(critic_loss).backward()
+                scaler_critic.scale(critic_loss).backward()
                 sync_gradients(model.critic_parameters())
-                scaler.step(opt_critic)
+                scaler_critic.step(opt_critic)
+                scaler_critic.update()
 
             model.inference_critic.requires_grad_(False)  # 2) encoder and decoder descend eq. 19 (+ extra terms)
             model.generative_critic.requires_grad_(False)
@@ -414,10 +436,10 @@ def train(cfg: TrainConfig) -> Path:
                 ae = model.autoencoder_losses(x, z, x_fake)  # same batch and codes as the last critic step
                 ae_loss = ae.encoder + ae.decoder
             opt_ae.zero_grad(set_to_none=True)
-            scaler.scale(ae_loss).backward()
+            scaler_ae.scale(ae_loss).backward()
             sync_gradients(model.autoencoder_parameters())
-            scaler.step(opt_ae)
-            scaler.update()
+            scaler_ae.step(opt_ae)
+            scaler_ae.update()
             model.inference_critic.requires_grad_(True)
             model.generative_critic.requires_grad_(True)
 
@@ -445,7 +467,8 @@ def train(cfg: TrainConfig) -> Path:
             if master:
                 progress.write(f"diverged ({why}); restored step {step}, learning rates x{lr_scale:g} "
                                f"(recovery {recoveries} of at most {cfg.max_recoveries})", file=sys.stderr)
-            log.write(step, {"recovery": recoveries, "lr_scale": lr_scale})
+            log.restart(step)
+            log.write(step, {"recovery": recoveries, "lr_scale": lr_scale}, csv_row=False)
             continue
 
         with torch.no_grad():  # 4) EMA of the encoder and decoder (warm-up so early steps are not frozen in)
@@ -458,7 +481,7 @@ def train(cfg: TrainConfig) -> Path:
 
         if step % cfg.log_every == 0 or step == total_steps:
             scalars["images_per_s"] = images_seen / (time.perf_counter() - t0)
-            scalars["lr_scale"] = lr_scale
+            scalars["lr_scale"], scalars["recoveries"] = lr_scale, recoveries
             progress.set_postfix(kl=f"{scalars['kl_estimate']:.2f}", V_G=f"{scalars['generative_value']:.2f}",
                                  enc=f"{scalars['encoder']:.2f}", dec=f"{scalars['decoder']:.2f}",
                                  mse=f"{scalars['recon_mse']:.4f}")
@@ -504,7 +527,7 @@ def _validate(cfg: TrainConfig) -> None:
 
     if cfg.dataset not in DATASETS:
         raise TrainingError(f"--dataset must be one of {list(DATASETS)}, got {cfg.dataset!r}")
-    if cfg.dataset in ("celeba", "folder") and not cfg.data_dir and not cfg.init:
+    if cfg.dataset in ("celeba", "folder") and not cfg.data_dir:
         raise TrainingError(f"--dataset {cfg.dataset} needs --data-dir (the folder of images)")
     if cfg.data_dir and cfg.dataset != "dsprites" and not Path(cfg.data_dir).exists():  # dsprites: a cache dir
         raise TrainingError(f"--data-dir {cfg.data_dir} does not exist")
@@ -572,6 +595,9 @@ def train_command(ctx: click.Context, config_file: str | None, resume: str | Non
         if resume is None:  # defaults fill in what neither the file nor the command line said
             values = {**{k: v for k, v in options.items()}, **values}
         values.update(explicit)
+        if resume is None and (Path(values["out"]) / STATE_NAME).exists():  # never continue or clobber silently
+            raise TrainingError(f"--out {values['out']} already holds a training run: continue it with "
+                                f"`bavae train --resume {values['out']}`, or choose another --out")
         if objective_weights:
             weights = dict(values.get("objective_weights") or {})
             for item in objective_weights:

@@ -97,6 +97,9 @@ def test_kl_estimate_shape_and_finiteness(model, x):
     kl = model.kl_estimate(x, n_samples=16, generator=gen(5))
     assert kl.shape == (3,) and kl.dtype == torch.float32 and torch.isfinite(kl).all()
     assert torch.equal(kl, model.kl_estimate(x, n_samples=16, generator=gen(5)))
+    assert model.kl_estimate(x, n_samples=1, generator=gen(5)).shape == (3,)
+    with pytest.raises(ValueError, match="n_samples"):
+        model.kl_estimate(x, n_samples=0)
 
 
 def test_decode_rejects_bad_codes(model):

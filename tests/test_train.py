@@ -64,6 +64,23 @@ def test_fashion_mnist_run_writes_a_loadable_model(tmp_path):
     assert rows[0].startswith("step,") and len(rows) == 7  # header + one row per step
     model = bavae.load(str(out))
     assert model.config.image_size == 32 and model.sample(2).shape == (2, 1, 32, 32)
+    mode = (out / "model.safetensors").stat().st_mode & 0o777
+    assert mode == 0o666 & ~_umask(), oct(mode)  # as open() would make it, not mkstemp's 0600
+
+    # the same --out again without --resume: refused in one line, the run left as it was
+    before = weights(out)
+    proc = run_train("--dataset", "fashion-mnist", "--steps", "2", "--limit", "64", "--out", str(out), *TINY,
+                     check=False)
+    assert proc.returncode == 2 and "already holds a training run" in proc.stderr and f"--resume {out}" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    after = weights(out)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_dsprites_subset(tmp_path):
@@ -163,6 +180,8 @@ def test_divergence_guard_restores_then_gives_up(tmp_path):
     assert proc.stderr.count("diverged (") == 2 and "learning rates x0.25" in proc.stderr
     assert "diverged 3 times" in proc.stderr and "Traceback" not in proc.stderr
     assert bavae.load(str(out)).config.arch == "mlp"  # the last good model is still there
+    header = (out / "metrics.csv").read_text().splitlines()[0] if (out / "metrics.csv").exists() else ""
+    assert "recovery" not in header  # recoveries go to stderr and TensorBoard; the CSV keeps the full columns
 
 
 def _config(tmp_path: Path) -> Path:

@@ -1,4 +1,5 @@
-"""Datasets: the only module of bavae that knows about image files.
+"""Datasets: every image collection bavae trains on (a user's own picture files go through :mod:`bavae.images`,
+which this module uses for decoding too, so a folder trains exactly as `bavae reconstruct` prepares it).
 
 Every dataset built by :func:`build_dataset` returns, for ``ds[i]``, ONE float32 tensor of shape
 ``(channels, image_size, image_size)`` with values in [0, 1] (no label).
@@ -26,6 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from .images import IMAGE_SUFFIXES, decode_image, resize_center_crop
 
 __all__ = [
     "DATASETS",
@@ -495,7 +497,7 @@ class CelebA(Dataset):
         from torchvision.transforms.v2 import functional as TF
 
         # Decoded with Pillow: torchvision 0.29 deprecates torchvision.io decoding (warns every call).
-        img = _load_pil(self.files[i], self.channels)
+        img = decode_image(self.files[i], self.channels)
         img = TF.center_crop(img, [140, 140])
         img = TF.resize(img, [self.image_size, self.image_size], antialias=True)
         return img.clamp_(0.0, 1.0)
@@ -515,10 +517,6 @@ def _scandir_names(d: Path, n: int) -> list[Path]:
 # Any folder of images
 # --------------------------------------------------------------------------------------------------
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".webp",
-                              ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".tga"})
-
-
 def _check_image(path: Path) -> bool:
     """Cheap readability check: header + PIL's verify (full CRC walk for PNG)."""
     from PIL import Image
@@ -529,35 +527,6 @@ def _check_image(path: Path) -> bool:
         return True
     except Exception:  # PIL raises many types (UnidentifiedImageError, SyntaxError, struct.error...)
         return False
-
-
-def _load_pil(path: Path, channels: int, draft: int | None = None) -> torch.Tensor:
-    """Decode to float (C, H, W) in [0, 1]: RGB or gray, alpha composited on white, 16-bit kept exact."""
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as im:
-        if draft is not None and im.format == "JPEG":
-            im.draft("RGB" if channels == 3 else "L", (draft, draft))  # DCT downscale, keeps >= draft
-        im = ImageOps.exif_transpose(im)
-        mode = im.mode
-        if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-            # convert("L") would clip 16-bit values at 255 instead of scaling them.
-            a = np.asarray(im, dtype=np.float32)
-            a = a if mode == "F" else a / 65535.0
-            x = torch.from_numpy(np.clip(a, 0.0, 1.0)).unsqueeze(0)
-            return x.repeat(3, 1, 1) if channels == 3 else x
-        if mode == "P":
-            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-        elif mode in ("LA", "La", "PA", "RGBa"):
-            im = im.convert("RGBA")
-        if im.mode == "RGBA":
-            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(bg, im)
-        im = im.convert("RGB" if channels == 3 else "L")
-        a = np.asarray(im, dtype=np.uint8)
-    x = torch.from_numpy(a.copy())
-    x = x.permute(2, 0, 1) if x.ndim == 3 else x.unsqueeze(0)
-    return x.to(torch.float32).div_(255.0)
 
 
 class ImageFolder(Dataset):
@@ -587,7 +556,7 @@ class ImageFolder(Dataset):
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             candidates += [Path(dirpath) / f for f in sorted(filenames)
-                           if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+                           if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES]
         n_keep = _apply_limit(len(candidates), limit)
         files, bad = [], []
         for p in candidates:
@@ -601,7 +570,7 @@ class ImageFolder(Dataset):
         if not files and (limit is None or limit > 0):
             found = f"{len(bad)} unreadable" if bad else "no"
             raise DataError(f"folder: {found} image files in {root} (searched recursively for "
-                            f"{', '.join(sorted(IMAGE_EXTENSIONS))})")
+                            f"{', '.join(sorted(IMAGE_SUFFIXES))})")
         self.root = root
         self.files = files
         self.skipped = bad
@@ -613,12 +582,8 @@ class ImageFolder(Dataset):
         return len(self.files)
 
     def _load(self, i: int) -> torch.Tensor:
-        from torchvision.transforms.v2 import functional as TF
-
-        x = _load_pil(self.files[i], self.channels, self.image_size)
-        x = TF.resize(x, self.image_size, antialias=True)  # short side
-        x = TF.center_crop(x, [self.image_size, self.image_size])
-        return x.clamp_(0.0, 1.0).contiguous()
+        # the same preparation as `bavae reconstruct` / `encode` give the user's pictures
+        return resize_center_crop(decode_image(self.files[i], self.channels, self.image_size), self.image_size)
 
     def __getitem__(self, i: int) -> torch.Tensor:
         # verify() misses some damage (e.g. a truncated JPEG body): rather than kill a long run,

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 if TYPE_CHECKING:
     import torch
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+                            ".ppm", ".pgm", ".pbm", ".pnm", ".tga"})
 
 
 class ImageError(ValueError):
@@ -55,48 +56,58 @@ def check_image_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def _normalise_mode(im, channels: int):
-    """Any PIL mode -> "L" or "RGB": transparency composited on white, 16-bit and float scaled, not clipped."""
-    import numpy as np
-    from PIL import Image
-
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        a = np.asarray(im, dtype=np.float32)
-        a = a if im.mode == "F" else a / (65535.0 if a.max() > 255 else 255.0)
-        im = Image.fromarray((np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8), "L")
-    elif im.mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    elif im.mode in ("LA", "La", "PA", "RGBa"):
-        im = im.convert("RGBA")
-    if im.mode == "RGBA":
-        im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im)
-    return im.convert("RGB" if channels == 3 else "L")
-
-
-def load_image(path: str | os.PathLike, image_size: int, channels: int) -> torch.Tensor:
-    """One picture as a float tensor (channels, image_size, image_size) in [0, 1]: EXIF orientation applied,
-    converted to the model's channels, short side resized to ``image_size`` (antialiased), centre-cropped."""
+def decode_image(path: str | os.PathLike, channels: int, draft: int | None = None) -> torch.Tensor:
+    """Decode a picture to float (channels, H, W) in [0, 1]: EXIF orientation applied, RGB or gray as asked,
+    transparency composited on white, 16-bit and float images scaled exactly (``convert("L")`` would clip them).
+    ``draft``: let a JPEG decode at a reduced size that stays >= draft (fast, done in the DCT domain)."""
     import numpy as np
     import torch
     from PIL import Image, ImageOps
 
+    with Image.open(path) as im:
+        if draft is not None and im.format == "JPEG":
+            im.draft("RGB" if channels == 3 else "L", (draft, draft))
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+            a = np.asarray(im, dtype=np.float32)
+            x = torch.from_numpy(np.clip(a if im.mode == "F" else a / 65535.0, 0.0, 1.0)).unsqueeze(0)
+            return x.repeat(3, 1, 1) if channels == 3 else x
+        if im.mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        elif im.mode in ("LA", "La", "PA", "RGBa"):
+            im = im.convert("RGBA")
+        if im.mode == "RGBA":
+            im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im)
+        a = np.asarray(im.convert("RGB" if channels == 3 else "L"), dtype=np.uint8)
+    x = torch.from_numpy(a.copy())
+    x = x.permute(2, 0, 1) if x.ndim == 3 else x.unsqueeze(0)
+    return x.to(torch.float32).div_(255.0)
+
+
+def resize_center_crop(x: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Short side to ``image_size`` (bilinear, antialiased: torchvision's ``resize`` rule), then the centre square."""
+    from torch.nn import functional as F
+
+    h, w = x.shape[-2:]
+    if (h, w) != (image_size, image_size):
+        short, long = min(h, w), max(h, w)
+        size = (image_size, int(image_size * long / short)) if h <= w else (int(image_size * long / short), image_size)
+        x = F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+        top, left = (size[0] - image_size) // 2, (size[1] - image_size) // 2
+        x = x[..., top: top + image_size, left: left + image_size]
+    return x.clamp(0.0, 1.0).contiguous()
+
+
+def load_image(path: str | os.PathLike, image_size: int, channels: int) -> torch.Tensor:
+    """One picture as a float tensor (channels, image_size, image_size) in [0, 1], prepared exactly as
+    ``bavae train --dataset folder`` prepares its images: decoded (:func:`decode_image`), short side resized,
+    centre-cropped."""
     try:
-        with Image.open(path) as im:
-            if im.format == "JPEG":
-                im.draft("RGB" if channels == 3 else "L", (image_size, image_size))  # DCT-domain downscale: fast
-            im = _normalise_mode(ImageOps.exif_transpose(im), channels)
+        x = decode_image(path, channels, draft=image_size)
     except Exception as e:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError...)
         why = "not an image format PIL can read (use PNG or JPEG)" if "identify" in str(e) else str(e)
         raise ImageError(f"cannot read {path}: {why}") from None
-    w, h = im.size
-    scale = image_size / min(w, h)
-    size = (max(image_size, round(w * scale)), max(image_size, round(h * scale)))
-    im = im.resize(size, Image.Resampling.BILINEAR)  # PIL's filters widen when shrinking: antialiased
-    left, top = (size[0] - image_size) // 2, (size[1] - image_size) // 2
-    im = im.crop((left, top, left + image_size, top + image_size))
-    a = np.asarray(im, dtype=np.float32) / 255.0
-    x = torch.from_numpy(a.copy())
-    return x.permute(2, 0, 1) if x.dim() == 3 else x.unsqueeze(0)
+    return resize_center_crop(x, image_size)
 
 
 def load_image_files(paths: Sequence[str | os.PathLike], image_size: int, channels: int) -> torch.Tensor:
@@ -143,5 +154,6 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
     return math.ceil(n / min(ncol, n)), min(ncol, n)
 
 
-__all__ = ["IMAGE_SUFFIXES", "ImageError", "expand_image_paths", "check_image_files", "load_image", "load_image_files", "make_grid",
+__all__ = ["IMAGE_SUFFIXES", "ImageError", "expand_image_paths", "check_image_files", "decode_image",
+           "resize_center_crop", "load_image", "load_image_files", "make_grid",
            "to_uint8", "save_grid"]

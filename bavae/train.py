@@ -97,15 +97,12 @@ def natural_channels(dataset: str) -> int:
 
 
 def resolve_device(name: str):
-    import torch
+    from .zoo import resolve_device as resolve
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for but torch sees no CUDA device")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise TrainingError("--device mps was asked for but torch sees no MPS device")
-    return torch.device(name)
+    try:
+        return resolve(name)
+    except ValueError as e:
+        raise TrainingError(f"--device {name}: {e}") from None
 
 
 def rng_state_tensors(device) -> dict[str, Any]:

@@ -144,6 +144,8 @@ def resolve_device(device: Any = None) -> torch.device:
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} was asked for, but torch sees no CUDA device")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for, but torch sees no MPS device")
     return device
 
 
@@ -504,7 +506,8 @@ register_pretrained(ModelRecord(
     license="mit",
     bundled=True,
     description="The default model: Fashion-MNIST, 32x32 grayscale (28x28 zero-padded), DCGAN networks.",
-    train_command="bavae train --dataset fashion-mnist --arch dcgan --image-size 32 --channels 1 --out runs/fashionmnist32",
+    train_command="bavae train --dataset fashion-mnist --arch dcgan --steps 10000 --checkpoint-every 500 "
+                  "--sample-every 1000 --out runs/fashionmnist32",
 ))
 
 register_pretrained(ModelRecord(

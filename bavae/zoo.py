@@ -499,13 +499,16 @@ register_pretrained(ModelRecord(
     name="bavae-fashionmnist32",
     hf_hub_id="bavae/bavae-fashionmnist32",
     revision="main",
-    sha256=None,  # TODO: the bundled file's sha256, literally
+    sha256="97f603c0aafb914e889e96dec90bc31249b09643a6b55f3de93f2c67776e9d6f",
     config=_config(),
     dataset="fashion-mnist",
-    metrics={},
+    # benchmarks/bundle_weights.py on the 10,000 test images (FID and class agreement come with `bavae eval`)
+    metrics={"test_recon_mse": 0.009417, "kl_estimate_nats": 1.948, "code_std": 1.007},
     license="mit",
     bundled=True,
-    description="The default model: Fashion-MNIST, 32x32 grayscale (28x28 zero-padded), DCGAN networks.",
+    description="The default model: Fashion-MNIST, 32x32 grayscale (28x28 zero-padded), DCGAN networks, the "
+                "informative objective; 10,000 steps of batch 64 in 72 minutes on one core of a 2-core AMD EPYC VM "
+                "(CPU only).",
     train_command="bavae train --dataset fashion-mnist --arch dcgan --steps 10000 --checkpoint-every 500 "
                   "--sample-every 1000 --out runs/fashionmnist32",
 ))

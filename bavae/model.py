@@ -11,7 +11,6 @@ A saved model is a folder with ``config.json`` and ``model.safetensors`` (the Hu
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -26,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import nets, objectives
+from .zoo import _hash_problem, sha256_file  # zoo imports no torch; sha256_file is re-exported here
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -107,14 +107,6 @@ class BAVAEConfig:
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a JSON object of config fields")
         return cls.from_dict(data)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _umask() -> int:
@@ -319,11 +311,10 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
                       local_files_only=local_files_only, token=token)
             config_file = Path(hf_hub_download(filename=CONFIG_NAME, **dl))
             weights_file = Path(hf_hub_download(filename=WEIGHTS_NAME, **dl))
-            from .zoo import _hash_problem  # the Hub's published sha256 (the cache's blob name) against the bytes
-
-            problem = _hash_problem(weights_file, expected_sha256)
+            problem = _hash_problem(weights_file, expected_sha256)  # or the Hub's sha256 (the cache's blob name)
             if problem:
                 raise WeightsError(f"{problem}; not loaded (bavae.load evicts and downloads it again)")
+            expected_sha256 = None  # checked: from_files need not hash the file again
         model_config = BAVAEConfig.from_json_file(config_file)
         return cls.from_files(model_config, weights_file, map_location=map_location, expected_sha256=expected_sha256)
 

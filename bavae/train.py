@@ -213,20 +213,16 @@ class MetricsLog:
     def write(self, step: int, scalars: dict[str, float], csv_row: bool = True) -> None:
         if not self.enabled:
             return
-        if not csv_row:
-            if self.tb is not None:
-                for k, v in scalars.items():
-                    self.tb.add_scalar(k, v, step)
-            return
-        row = {"step": step, **{k: f"{v:.6g}" for k, v in scalars.items()}}
-        new = self.fields is None or not self.path.exists() or self.path.stat().st_size == 0
-        if self.fields is None:
-            self.fields = list(row)
-        with open(self.path, "a", newline="") as f:
-            w = csv.DictWriter(f, self.fields, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        if csv_row:
+            row = {"step": step, **{k: f"{v:.6g}" for k, v in scalars.items()}}
+            new = self.fields is None or not self.path.exists() or self.path.stat().st_size == 0
+            if self.fields is None:
+                self.fields = list(row)
+            with open(self.path, "a", newline="") as f:
+                w = csv.DictWriter(f, self.fields, extrasaction="ignore")
+                if new:
+                    w.writeheader()
+                w.writerow(row)
         if self.tb is not None:
             for k, v in scalars.items():
                 self.tb.add_scalar(k, v, step)

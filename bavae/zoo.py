@@ -259,7 +259,7 @@ def _fetch_checked(filename: str, expected_sha256: str | None, **kw: Any) -> Pat
 
 def _hash_problem(path: Path, expected_sha256: str | None) -> str | None:
     blob = Path(os.path.realpath(path))
-    data_sha256 = _sha256(blob)
+    data_sha256 = sha256_file(blob)
     if expected_sha256 is not None:
         if data_sha256 == expected_sha256:
             return None
@@ -268,23 +268,22 @@ def _hash_problem(path: Path, expected_sha256: str | None) -> str | None:
     if _HEX64.fullmatch(published) and published != data_sha256:
         return f"sha256 mismatch for {path.name} ({blob}): expected {published} (published by the Hub), got {data_sha256}"
     if _HEX40.fullmatch(published):
-        size = blob.stat().st_size
-        h = hashlib.sha1(b"blob %d\0" % size)  # git's blob id, the Hub's ETag of a non-LFS file
-        with open(blob, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        h = _digest(blob, hashlib.sha1(b"blob %d\0" % blob.stat().st_size))  # git's blob id: the Hub's ETag
         if h.hexdigest() != published:
             return (f"git blob hash mismatch for {path.name} ({blob}): expected {published} (published by the Hub), "
                     f"got {h.hexdigest()}")
     return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def _digest(path: str | os.PathLike, h: Any) -> Any:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()
+    return h
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    return _digest(path, hashlib.sha256()).hexdigest()
 
 
 def _evict(path: Path) -> None:

@@ -78,6 +78,7 @@ class ModelRecord:
     bundled: bool = False  # ships inside the package under weights/<name>/
     description: str = ""
     train_command: str = ""  # the exact `bavae train ...` command that made the weights
+    size_mb: float | None = None  # of model.safetensors (all four networks; sampling needs only the decoder)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -357,6 +358,25 @@ def _why(e: Exception, repo_id: str, filename: str, revision: str | None) -> str
     return f"downloading {repo_id}/{filename}@{rev} from {where} failed ({type(e).__name__}: {first_line})"
 
 
+def zoo_table(pattern: str = "*") -> str:
+    """The model zoo as a Markdown table, from the records (the docs site and the README are built from this)."""
+    def num(r: ModelRecord, key: str, fmt: str) -> str:
+        return fmt.format(r.metrics[key]) if key in r.metrics else "–"
+
+    rows = ["| model | dataset | architecture | objective | FID ↓ | recon MSE ↓ | class agreement ↑ | size |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name in list_models(pattern):
+        r = model_info(name)
+        c = r.config
+        shape = f"{c.get('channels')}x{c.get('image_size')}x{c.get('image_size')}"
+        size = f"{r.size_mb:.1f} MB" if r.size_mb else "not published"
+        rows.append(f"| `{name}`{' (default)' if name == DEFAULT_MODEL else ''} | {r.dataset} {shape} | "
+                    f"{c.get('arch')} (width {c.get('width')}, latent {c.get('latent_dim')}) | {c.get('objective')} | "
+                    f"{num(r, 'fid', '{:.2f}')} | {num(r, 'recon_mse', '{:.4f}')} | "
+                    f"{num(r, 'class_agreement', '{:.1%}')} | {size} |")
+    return "\n".join(rows)
+
+
 # ------------------------------------------------------------------------------------------------ cards, push
 _HUB_DATASETS = {"fashion-mnist": "zalando-datasets/fashion_mnist"}  # our dataset names -> Hub dataset ids
 
@@ -528,5 +548,5 @@ register_pretrained(ModelRecord(
                   "--out runs/celeba64",
 ))
 
-__all__ = ["ModelRecord", "register_pretrained", "list_models", "model_info", "load", "model_card", "push",
+__all__ = ["ModelRecord", "register_pretrained", "list_models", "model_info", "load", "model_card", "push", "zoo_table",
            "bundled_root", "resolve_device", "UnknownModelError", "WeightsUnavailableError", "DEFAULT_MODEL"]

@@ -38,7 +38,7 @@ def run(script: str, *args: str, cwd: Path) -> str:
 
 def test_every_example_is_tested():
     assert {p.name for p in EXAMPLES.glob("*.py")} == {
-        "load_and_sample.py", "reconstruct_and_interpolate.py", "finetune_on_folder.py"}
+        "load_and_sample.py", "reconstruct_and_interpolate.py", "finetune_on_folder.py", "evaluate.py"}
 
 
 def test_load_and_sample(model_dir, tmp_path):
@@ -62,3 +62,10 @@ def test_finetune_on_folder(model_dir, tmp_path):
     out = run("finetune_on_folder.py", str(photos), "--init", model_dir, "--steps", "2", "--batch-size", "4",
               "--out", str(tmp_path / "run"), cwd=tmp_path)
     assert "samples (4, 1, 32, 32)" in out and (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_evaluate(model_dir, tmp_path):
+    out = run("evaluate.py", "--model", model_dir, "--other", model_dir, "--n", "200", cwd=tmp_path)
+    table = out.strip().splitlines()[-2:]  # the same model twice, same seed: the same numbers
+    assert table[0].split()[1:] == table[1].split()[1:]
+    assert "class_agreement" in out and "infonce_nats" in out

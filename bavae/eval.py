@@ -1,0 +1,396 @@
+"""Evaluation: the numbers in the zoo table, measured the same way for every model (ours and the peers').
+
+    from bavae.eval import evaluate
+    report = evaluate(bavae.load("bavae-fashionmnist32"), dataset="fashion-mnist")   # dict of metrics
+
+or ``bavae eval bavae-fashionmnist32 --dataset fashion-mnist [--json]``.
+
+What is measured, and why each number:
+
+* ``fid`` -- Frechet distance between Gaussians fitted to classifier features of model samples and of the test
+  split. The features come from a small Fashion-MNIST CNN that ships with the package (``weights/
+  fashionmnist-classifier``), so FID runs offline on a CPU. Its values are *not* comparable to Inception FIDs in
+  papers; they are comparable between models scored here. ``fid_inception`` (opt-in) uses torchvision's
+  Inception-v3 when its ImageNet weights are in the torch cache (torchvision's port, so also not exactly the
+  TF-Inception numbers of papers).
+* ``recon_mse`` / ``recon_ssim`` -- G(E(x)) against x on the test split (SSIM: Gaussian window 11, sigma 1.5,
+  Wang et al. 2004).
+* ``class_agreement`` -- how often the classifier gives the reconstruction the class it gives the input: does the
+  reconstruction keep what the image *is*, not only its pixels.
+* ``kl_nats`` -- the inference critic's estimate of KL(q(z|x) || p(z)) (eq. 6 at its optimum; a lower bound).
+* ``infonce_nats`` -- an InfoNCE lower bound on I(x; z) under the encoder, with the inference critic as the
+  score function; it cannot exceed log(batch), reported as ``infonce_cap_nats``.
+* ``samples_per_s`` -- decoded samples per second on the model's device, batch 256.
+* ``mig`` (dSprites) -- the mutual information gap of Chen et al. (2018) between posterior means and the factors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import zoo
+
+CLASSIFIER_NAME = "fashionmnist-classifier"
+# The record is the source of truth for the bundled file (as for the zoo's models): checked before loading.
+CLASSIFIER_SHA256 = "2cc492ca23b0f95f0e3793bc34850a4781b2c52c87293e7ba9e3ad303589612d"
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+# ------------------------------------------------------------------------------------------------ the classifier
+class FashionClassifier(nn.Module):
+    """A small CNN for Fashion-MNIST (28x28 inputs are zero-padded to 32x32, as the dataset loader does).
+
+    Three conv/BN/ReLU/max-pool stages (32, 64, 128 channels) and a 128-wide hidden layer whose activations are
+    the features for FID. Small on purpose: the whole test split runs through it in seconds on one CPU core.
+    """
+
+    def __init__(self, width: int = 32, feature_dim: int = 128, num_classes: int = 10):
+        super().__init__()
+        chans, layers, c_in = [width, 2 * width, 4 * width], [], 1
+        for c in chans:
+            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
+            c_in = c
+        self.trunk = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * 16, feature_dim), nn.ReLU())
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(feature_dim, num_classes))
+        self.config = {"width": width, "feature_dim": feature_dim, "num_classes": num_classes}
+
+    @staticmethod
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 1 or x.shape[-1] not in (28, 32) or x.shape[-2] != x.shape[-1]:
+            raise ValueError(f"the Fashion-MNIST classifier expects images of shape (N, 1, 28|32, 28|32) in [0, 1], "
+                             f"got {tuple(x.shape)}")
+        return F.pad(x, (2, 2, 2, 2)) if x.shape[-1] == 28 else x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(self.prepare(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def classifier_dir() -> Path:
+    """Part of the package itself (not a zoo model, so ``BAVAE_WEIGHTS_DIR`` does not move it)."""
+    from importlib.resources import files
+
+    return Path(str(files("bavae.weights"))) / CLASSIFIER_NAME
+
+
+def load_classifier(device: Any = None, path: str | Path | None = None) -> FashionClassifier:
+    """The bundled classifier in eval mode, its weights checked against :data:`CLASSIFIER_SHA256` first."""
+    from safetensors.torch import load_file
+
+    from .model import WeightsError
+
+    folder = Path(path) if path is not None else classifier_dir()
+    weights, config = folder / zoo.WEIGHTS_NAME, folder / zoo.CONFIG_NAME
+    if not weights.is_file() or not config.is_file():
+        raise WeightsError(f"the Fashion-MNIST classifier is missing from {folder} (expected {zoo.CONFIG_NAME} and "
+                           f"{zoo.WEIGHTS_NAME}); reinstall bavae or run benchmarks/train_classifier.py")
+    if path is None:
+        problem = zoo._hash_problem(weights, CLASSIFIER_SHA256)
+        if problem:
+            raise WeightsError(f"{problem}; not loaded")
+    cfg = json.loads(config.read_text())
+    model = FashionClassifier(**{k: cfg[k] for k in ("width", "feature_dim", "num_classes")})
+    model.load_state_dict(load_file(str(weights)))
+    return model.to(zoo.resolve_device(device)).eval()
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    f = features.double()
+    return f.mean(0), torch.cov(f.T)
+
+
+def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:
+    """||mu1 - mu2||^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2)), in float64.
+
+    tr (C1 C2)^(1/2) = tr (C1^(1/2) C2 C1^(1/2))^(1/2): the inner matrix is symmetric PSD, so its square root's
+    trace is the sum of the square roots of its eigenvalues -- exact, no scipy.linalg.sqrtm and its complex residue.
+    """
+    mu1, mu2, cov1, cov2 = (t.double() for t in (mu1, mu2, cov1, cov2))
+    vals, vecs = torch.linalg.eigh(cov1)
+    root1 = (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
+    inner = root1 @ cov2 @ root1
+    tr_sqrt = torch.linalg.eigvalsh((inner + inner.T) / 2).clamp_min(0).sqrt().sum()
+    return float((mu1 - mu2).pow(2).sum() + cov1.trace() + cov2.trace() - 2 * tr_sqrt)
+
+
+def fid_from_features(a: torch.Tensor, b: torch.Tensor) -> float:
+    return frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-t**2 / (2 * sigma**2))
+    return g / g.sum()
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Per-image SSIM (Wang et al. 2004): Gaussian window 11 / sigma 1.5, K1 0.01, K2 0.03, 'valid' windows,
+    averaged over channels and positions. Shape (N,)."""
+    if x.shape != y.shape or x.dim() != 4:
+        raise ValueError(f"ssim: expected two (N, C, H, W) tensors of one shape, got {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
+    x, y, c = x.double(), y.double(), x.shape[1]  # E[x^2] - E[x]^2 cancels badly in float32
+    g = _gaussian_window().to(x)
+    wx, wy = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(t, wx, groups=c), wy, groups=c)
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1)
+
+
+def infonce_bound(scores: torch.Tensor) -> float:
+    """InfoNCE (Oord et al. 2018) for an (N, N) matrix of scores f(x_i, z_j), true pairs on the diagonal: each code
+    picks out its own image among the N, so I(x; z) >= log N + mean_j [f(x_j, z_j) - logsumexp_i f(x_i, z_j)]."""
+    from .objectives import info_nce
+
+    return float(info_nce(scores.double()))
+
+
+def _entropy(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def mutual_information_gap(codes: np.ndarray, factors: np.ndarray, bins: int = 20,
+                           discrete: Iterable[bool] | None = None) -> dict[str, Any]:
+    """MIG (Chen et al. 2018), with the codes discretised into ``bins`` equal-width bins as in disentanglement_lib.
+
+    For each factor k: (I(z_a; v_k) - I(z_b; v_k)) / H(v_k) for the two code dimensions a, b most informative about
+    v_k; MIG is the mean over factors (constant factors are skipped). Returns the score and the per-factor gaps.
+    """
+    codes, factors = np.asarray(codes, dtype=np.float64), np.asarray(factors)
+    if codes.ndim != 2 or factors.ndim != 2 or codes.shape[0] != factors.shape[0]:
+        raise ValueError(f"MIG: expected codes (N, D) and factors (N, K) with the same N, got {codes.shape} and "
+                         f"{factors.shape}")
+    if codes.shape[1] < 2:
+        raise ValueError("MIG needs at least two code dimensions")
+    binned = np.empty(codes.shape, dtype=np.int64)
+    for j in range(codes.shape[1]):
+        edges = np.histogram_bin_edges(codes[:, j], bins=bins)
+        binned[:, j] = np.digitize(codes[:, j], edges[1:-1])
+    gaps = []
+    for k in range(factors.shape[1]):
+        _, v = np.unique(factors[:, k], return_inverse=True)
+        h = _entropy(np.bincount(v))
+        if h == 0:
+            continue
+        mi = []
+        for j in range(codes.shape[1]):
+            joint = np.zeros((bins, v.max() + 1))
+            np.add.at(joint, (binned[:, j], v), 1)
+            mi.append(_entropy(joint.sum(1)) + h - _entropy(joint.ravel()))
+        top = np.sort(mi)[::-1]
+        gaps.append((top[0] - top[1]) / h)
+    return {"mig": float(np.mean(gaps)), "per_factor": [float(g) for g in gaps]}
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+@dataclass
+class EvalSettings:
+    """How much to measure. The defaults take about a minute for a 32x32 DCGAN model on one CPU core."""
+    n_samples: int = 10000  # generated images for FID (the test split has 10,000)
+    n_test: int = 10000  # test images for MSE / SSIM / agreement / FID's reference
+    n_kl: int = 500  # test images for the KL estimate (64 posterior and prior draws each)
+    infonce_batch: int = 500  # the InfoNCE bound's N: it cannot exceed log N nats
+    batch_size: int = 250
+    seed: int = 0
+    inception: bool = False
+
+
+class ModelAdapter:
+    """What evaluation needs from a model; a BAVAE provides all of it, a peer (pythae) wraps itself in this."""
+
+    def __init__(self, reconstruct: Callable[[torch.Tensor], torch.Tensor], sample: Callable[[int], torch.Tensor],
+                 image_size: int, channels: int, encode_mean: Callable | None = None,
+                 kl: Callable | None = None, infonce: Callable | None = None, device: Any = "cpu"):
+        self.reconstruct, self.sample, self.encode_mean = reconstruct, sample, encode_mean
+        self.image_size, self.channels, self.kl, self.infonce = image_size, channels, kl, infonce
+        self.device = torch.device(device)
+
+    @classmethod
+    def from_bavae(cls, model: Any, generator: torch.Generator | None = None) -> ModelAdapter:
+        cfg = model.config
+
+        def kl(x: torch.Tensor) -> torch.Tensor:
+            return model.kl_estimate(x, n_samples=64, generator=generator)
+
+        @torch.no_grad()
+        def infonce(x: torch.Tensor) -> float:
+            critic = model.inference_critic
+            z = model.encoder(model.check_images(x), generator=generator)
+            # At its optimum T(x, z) = log p(z) - log q(z|x) (eq. 9), so f = -T is the log density ratio.
+            return infonce_bound(-critic.pairwise_scores(critic.image_features(model.check_images(x)), z))
+
+        return cls(lambda x: model.reconstruct(x, generator=generator),
+                   lambda n: model.sample(n, generator=generator), cfg.image_size, cfg.channels,
+                   encode_mean=lambda x: model.encode(x, n_samples=16, generator=generator).mean(1),
+                   kl=kl, infonce=infonce, device=model.device)
+
+
+def _batches(x: torch.Tensor, size: int) -> Iterable[torch.Tensor]:
+    return x.split(size)
+
+
+@torch.no_grad()
+def _features(net: Callable[[torch.Tensor], torch.Tensor], images: Iterable[torch.Tensor], device: Any) -> torch.Tensor:
+    return torch.cat([net(b.to(device)).float().cpu() for b in images])
+
+
+def _test_images(dataset: str, image_size: int, channels: int, n: int, data_dir: Any = None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
+    from .data import build_dataset
+
+    # A folder without a test/ subfolder is scored on all of it (as `bavae train` trains on all of it).
+    split = "train" if dataset == "folder" and data_dir is not None and not (Path(data_dir) / "test").is_dir() \
+        else "test"
+    ds = build_dataset(dataset, data_dir=data_dir, image_size=image_size, channels=channels, split=split, limit=n)
+    n = min(n, len(ds))
+    if dataset == "fashion-mnist":
+        x = ds.data[:n].float().div(255).unsqueeze(1)
+        if image_size == 32:
+            x = F.pad(x, (2, 2, 2, 2))
+        return x, ds.labels[:n], ds
+    return torch.stack([ds[i] for i in range(n)]), None, ds
+
+
+@torch.no_grad()
+def evaluate(model: Any, dataset: str = "fashion-mnist", *, data_dir: Any = None,
+             settings: EvalSettings | None = None, progress: bool = False) -> dict[str, Any]:
+    """Score a BAVAE (or a :class:`ModelAdapter`) on a dataset's test split. Returns a flat dict of metrics."""
+    from tqdm.auto import tqdm
+
+    s = settings or EvalSettings()
+    torch.manual_seed(s.seed)
+    g = torch.Generator(device=getattr(model, "device", "cpu")).manual_seed(s.seed)
+    m = model if isinstance(model, ModelAdapter) else ModelAdapter.from_bavae(model, g)
+    x, labels, ds = _test_images(dataset, m.image_size, m.channels, s.n_test, data_dir)
+    steps = ["reconstructions", "samples", "critic"]
+    bar = tqdm(total=len(steps), desc="bavae eval", disable=not progress, leave=False)
+    report: dict[str, Any] = {"dataset": dataset, "n_test": len(x), "n_samples": s.n_samples}
+
+    # Reconstructions: MSE, SSIM (and, with the classifier, agreement).
+    recons = torch.cat([m.reconstruct(b.to(m.device)).float().cpu() for b in _batches(x, s.batch_size)])
+    report["recon_mse"] = (recons - x).pow(2).flatten(1).mean(1).mean().item()
+    report["recon_ssim"] = torch.cat([ssim(a, b) for a, b in zip(recons.split(1000), x.split(1000))]).mean().item()
+    bar.update()
+
+    # Samples: speed, then FID against the test split.
+    warm = m.sample(min(s.batch_size, 8))
+    if m.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0, samples = time.perf_counter(), []
+    for i in range(0, s.n_samples, s.batch_size):
+        samples.append(m.sample(min(s.batch_size, s.n_samples - i)).float())
+    if m.device.type == "cuda":
+        torch.cuda.synchronize()
+    report["samples_per_s"] = s.n_samples / (time.perf_counter() - t0)
+    samples = torch.cat(samples).cpu()
+    del warm
+    if labels is not None and m.channels == 1:
+        clf = load_classifier(m.device)
+        real_f = _features(clf.features, _batches(x, 1000), m.device)
+        report["fid"] = fid_from_features(_features(clf.features, _batches(samples, 1000), m.device), real_f)
+        pred_x = torch.cat([clf(b.to(m.device)).argmax(1).cpu() for b in _batches(x, 1000)])
+        pred_r = torch.cat([clf(b.to(m.device)).argmax(1).cpu() for b in _batches(recons, 1000)])
+        report["class_agreement"] = (pred_x == pred_r).float().mean().item()
+        report["classifier_accuracy_on_recon"] = (pred_r == labels).float().mean().item()
+    if s.inception:
+        report["fid_inception"] = inception_fid(samples, x, m.device, s.batch_size)
+    bar.update()
+
+    # The inference critic: KL estimate and the InfoNCE bound (BAVAE only; peers have no critic).
+    if m.kl is not None:
+        report["kl_nats"] = torch.cat([m.kl(b.to(m.device)).cpu() for b in _batches(x[:s.n_kl], 100)]).mean().item()
+    if m.infonce is not None:
+        n = min(s.infonce_batch, len(x))
+        bounds = [m.infonce(b.to(m.device)) for b in _batches(x[: (len(x) // n) * n][: 4 * n], n)]
+        report["infonce_nats"] = float(np.mean(bounds))
+        report["infonce_cap_nats"] = math.log(n)
+    if dataset == "dsprites" and m.encode_mean is not None:
+        report.update(dsprites_mig(m, x, ds.factors[:len(x)], batch_size=s.batch_size))
+    bar.update()
+    bar.close()
+    return report
+
+
+@torch.no_grad()
+def dsprites_mig(m: ModelAdapter, x: torch.Tensor, factors: np.ndarray, batch_size: int = 250) -> dict[str, Any]:
+    """MIG of the posterior means (16 draws each) against the five dSprites factors of the images ``x``."""
+    from .data import DSPRITES_FACTOR_NAMES
+
+    codes = torch.cat([m.encode_mean(b.to(m.device)).float().cpu() for b in _batches(x, batch_size)])
+    result = mutual_information_gap(codes.numpy(), factors)
+    return {"mig": result["mig"], **{f"mig_{k}": v for k, v in zip(DSPRITES_FACTOR_NAMES, result["per_factor"])}}
+
+
+@torch.no_grad()
+def latent_traversal(model: Any, x: torch.Tensor, values: torch.Tensor | None = None, sort: bool = True,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[int]]:
+    """Decodings of one image's code with one dimension swept over ``values`` (default -2.5..2.5, 8 steps).
+
+    Returns images (latent_dim, len(values), C, H, W) and the dimension of each row; with ``sort`` the rows are
+    ordered by how much the sweep changes the image (mean pixel variance along the row), most first.
+    """
+    values = torch.linspace(-2.5, 2.5, 8) if values is None else values
+    z0 = model.encode(x[:1], n_samples=16, generator=generator).mean(1)  # the posterior mean of one image
+    d, v = z0.shape[1], len(values)
+    z = z0.repeat(d * v, 1).view(d, v, d)
+    for j in range(d):
+        z[j, :, j] = values.to(z)
+    images = model.decode(z.flatten(0, 1), generator=generator).unflatten(0, (d, v)).cpu()
+    order = list(range(d))
+    if sort:
+        change = images.var(dim=1).flatten(1).mean(1)
+        order = change.argsort(descending=True).tolist()
+    return images[order], order
+
+
+@torch.no_grad()
+def inception_fid(samples: torch.Tensor, real: torch.Tensor, device: Any, batch_size: int = 100) -> float:
+    """FID on torchvision Inception-v3 pool features; needs its ImageNet weights in the torch cache (no download
+    is attempted when offline: the error says where to put them)."""
+    from torchvision.models import Inception_V3_Weights, inception_v3
+
+    try:
+        net = inception_v3(weights=Inception_V3_Weights.IMAGENET1K_V1, aux_logits=True)
+    except Exception as e:  # noqa: BLE001 - offline, or a partial download
+        raise RuntimeError(f"Inception FID needs torchvision's Inception-v3 ImageNet weights in the torch cache "
+                           f"({torch.hub.get_dir()}/checkpoints): {e}") from None
+    net.fc = nn.Identity()
+    net = net.to(device).eval()
+    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
+
+    def feats(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(device).expand(-1, 3, -1, -1)
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        return net((x - mean) / std)
+
+    return fid_from_features(_features(feats, _batches(samples, batch_size), device),
+                             _features(feats, _batches(real, batch_size), device))
+
+
+def format_report(name: str, report: dict[str, Any]) -> str:
+    """The table ``bavae eval`` prints."""
+    rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in report.items()]
+    w = max(len(k) for k, _ in rows)
+    return "\n".join([f"{name}", *(f"  {k:<{w}}  {v}" for k, v in rows)])

@@ -1,0 +1,198 @@
+"""bavae.eval: each metric against a closed form or an independent computation, the bundled classifier against
+its card, and `bavae eval` on the bundled default model as a user runs it."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from bavae import eval as ev
+from bavae import zoo
+from bavae.data import FashionMNIST
+from bavae.model import WeightsError
+
+
+def spd(d: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(d, d, generator=g, dtype=torch.float64)
+    return a @ a.T / d + 0.1 * torch.eye(d, dtype=torch.float64)
+
+
+# ------------------------------------------------------------------------------------------------ FID
+def test_frechet_distance_diagonal_closed_form():
+    mu1, mu2 = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 0.0])
+    s1, s2 = torch.tensor([1.0, 4.0, 0.25]), torch.tensor([9.0, 1.0, 0.25])
+    expected = float((mu1 - mu2).pow(2).sum() + (s1 + s2 - 2 * (s1 * s2).sqrt()).sum())
+    assert ev.frechet_distance(mu1, torch.diag(s1), mu2, torch.diag(s2)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_frechet_distance_matches_the_eigenvalues_of_the_product():
+    # Independent route: C1 C2 is similar to a PSD matrix, so tr sqrt(C1 C2) = sum of sqrt(eigvals(C1 C2)).
+    c1, c2 = spd(12, 0), spd(12, 1)
+    mu1, mu2 = torch.zeros(12, dtype=torch.float64), torch.full((12,), 0.3, dtype=torch.float64)
+    tr_sqrt = torch.linalg.eigvals(c1 @ c2).real.clamp_min(0).sqrt().sum()
+    expected = float((mu1 - mu2).pow(2).sum() + c1.trace() + c2.trace() - 2 * tr_sqrt)
+    assert ev.frechet_distance(mu1, c1, mu2, c2) == pytest.approx(expected, rel=1e-8)
+    assert ev.frechet_distance(mu1, c1, mu1, c1) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_fid_of_features_sees_a_shift_and_not_a_resample():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(20000, 8, generator=g), torch.randn(20000, 8, generator=g)
+    assert ev.fid_from_features(a, b) < 0.01
+    assert ev.fid_from_features(a, b + 1.0) == pytest.approx(8.0, rel=0.02)  # ||shift||^2 = 8
+
+
+# ------------------------------------------------------------------------------------------------ SSIM
+def test_ssim_identity_constants_and_noise():
+    x = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(ev.ssim(x, x), torch.ones(4, dtype=torch.float64), atol=1e-9)
+    a, b = 0.3, 0.7  # constant images: only the luminance term is left
+    c1 = 0.01**2
+    got = ev.ssim(torch.full((1, 1, 16, 16), a), torch.full((1, 1, 16, 16), b)).item()
+    assert got == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-5)
+    noisy = [ev.ssim(x, (x + s * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1))
+             .mean().item() for s in (0.01, 0.05, 0.2)]
+    assert noisy[0] > noisy[1] > noisy[2]
+    assert ev.ssim(x, x.flip(0)).mean() < 0.2  # different random images: no structure in common
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        ev.ssim(x, x[:2])
+
+
+# ------------------------------------------------------------------------------------------------ InfoNCE
+def test_infonce_bound_limits_and_a_gaussian_channel():
+    n = 1000
+    assert ev.infonce_bound(100 * torch.eye(n)) == pytest.approx(math.log(n), abs=1e-6)
+    assert ev.infonce_bound(torch.zeros(n, n)) == pytest.approx(0.0, abs=1e-9)
+    # x ~ N(0, 1), z = x + 0.5 e: I(x; z) = 0.5 log(1 + 1/0.25). With the true log-density ratio as the critic,
+    # InfoNCE is a lower bound that is tight when I << log N.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, generator=g)
+    z = x + 0.5 * torch.randn(n, generator=g)
+    scores = -(z[None, :] - x[:, None]).pow(2) / (2 * 0.25)  # log p(z_j | x_i) up to a z-only constant
+    bounds = []
+    for _ in range(8):
+        x = torch.randn(n, generator=g, dtype=torch.float64)
+        z = x + 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
+        bounds.append(ev.infonce_bound(-(z[None, :] - x[:, None]).pow(2) / 0.5))
+    true = 0.5 * math.log(1 + 1 / 0.25)
+    assert true - 0.1 < np.mean(bounds) < true + 0.03
+    assert scores.shape == (n, n)
+
+
+# ------------------------------------------------------------------------------------------------ MIG
+def test_mig_rewards_one_code_per_factor_only():
+    rng = np.random.default_rng(0)
+    n = 20000
+    factors = np.stack([rng.integers(0, 3, n), rng.integers(0, 6, n), rng.integers(0, 10, n)], 1)
+    noise = rng.normal(size=(n, 3))
+    disentangled = np.concatenate([factors + 0.01 * rng.normal(size=factors.shape), noise], 1)
+    assert ev.mutual_information_gap(disentangled, factors)["mig"] > 0.9
+    assert ev.mutual_information_gap(rng.normal(size=(n, 6)), factors)["mig"] < 0.02
+    duplicated = np.concatenate([disentangled[:, :1], disentangled], 1)  # two codes carry factor 0: no gap there
+    per = ev.mutual_information_gap(duplicated, factors)["per_factor"]
+    assert per[0] < 0.01 and per[1] > 0.9
+    rotated = np.stack([factors[:, 1] + factors[:, 2], factors[:, 1] - factors[:, 2]], 1).astype(float)
+    assert ev.mutual_information_gap(rotated, factors[:, 1:])["mig"] < 0.5  # entangled: each code has both
+    with pytest.raises(ValueError, match="same N"):
+        ev.mutual_information_gap(noise[:10], factors)
+
+
+# ------------------------------------------------------------------------------------------------ classifier
+def test_bundled_classifier_matches_its_hash_and_its_card(tmp_path):
+    folder = ev.classifier_dir()
+    assert zoo.sha256_file(folder / "model.safetensors") == ev.CLASSIFIER_SHA256
+    card = json.loads((folder / "config.json").read_text())
+    clf = ev.load_classifier("cpu")
+    test = FashionMNIST(split="test", image_size=28, limit=3000)  # 28px inputs are padded like 32px ones
+    x = test.data.float().div(255).unsqueeze(1)
+    with torch.no_grad():
+        acc = torch.cat([clf(b).argmax(1) for b in x.split(1000)]).eq(test.labels).float().mean().item()
+    # 3000 of the 10,000 images the card was measured on: within 3 binomial standard errors of it
+    assert acc == pytest.approx(card["test_accuracy"], abs=3 * math.sqrt(0.1 * 0.9 / 3000))
+    assert card["test_accuracy"] > 0.9
+    with torch.no_grad():
+        assert clf.features(x[:5]).shape == (5, 128)
+    with pytest.raises(ValueError, match=r"\(N, 1, 28\|32, 28\|32\)"):
+        clf(torch.zeros(2, 3, 32, 32))
+    # A tampered copy is refused before anything is loaded from it.
+    bad = tmp_path / "clf"
+    bad.mkdir()
+    (bad / "config.json").write_bytes((folder / "config.json").read_bytes())
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-1] ^= 1
+    (bad / "model.safetensors").write_bytes(bytes(data))
+    problem = zoo._hash_problem(bad / "model.safetensors", ev.CLASSIFIER_SHA256)
+    assert problem and "sha256 mismatch" in problem
+    with pytest.raises(WeightsError, match="missing"):
+        ev.load_classifier(path=tmp_path / "nowhere")
+
+
+# ------------------------------------------------------------------------------------------------ evaluate
+def _test_split(n: int, offset: int = 0) -> torch.Tensor:
+    test = FashionMNIST(split="test", image_size=32)
+    return torch.stack([test[i] for i in range(offset, offset + n)])
+
+
+def test_evaluate_scores_a_perfect_autoencoder_and_real_samples_as_such():
+    n = 500
+    others = _test_split(n, offset=5000)
+    state = {"i": 0}
+
+    def real_samples(k: int) -> torch.Tensor:
+        out = others[state["i"]:state["i"] + k]
+        state["i"] += k
+        return out
+
+    perfect = ev.ModelAdapter(lambda x: x, real_samples, 32, 1)
+    settings = ev.EvalSettings(n_samples=n, n_test=n, batch_size=250, infonce_batch=250)
+    good = ev.evaluate(perfect, settings=settings)
+    assert good["recon_mse"] == 0 and good["recon_ssim"] == pytest.approx(1.0, abs=1e-5)
+    assert good["class_agreement"] == 1.0 and good["classifier_accuracy_on_recon"] > 0.88
+    blank = ev.ModelAdapter(lambda x: torch.zeros_like(x), lambda k: torch.rand(k, 1, 32, 32), 32, 1)
+    bad = ev.evaluate(blank, settings=settings)
+    assert bad["recon_mse"] > 0.05 and bad["class_agreement"] < 0.5
+    assert good["fid"] < bad["fid"] / 20  # other real images are near the test split; noise is far
+    assert "kl_nats" not in good  # no critic, no critic numbers
+
+
+@pytest.mark.skipif(not (zoo.bundled_root() / zoo.DEFAULT_MODEL).is_dir(), reason="default weights not bundled")
+def test_evaluate_default_model_against_an_untrained_one():
+    import bavae
+    from bavae.model import BAVAE
+
+    settings = ev.EvalSettings(n_samples=500, n_test=500, n_kl=100, infonce_batch=250)
+    trained = bavae.load(zoo.DEFAULT_MODEL, device="cpu")
+    r = ev.evaluate(trained, settings=settings)
+    torch.manual_seed(0)
+    untrained = ev.evaluate(BAVAE(trained.config).eval(), settings=settings)
+    recorded = zoo.model_info(zoo.DEFAULT_MODEL).metrics
+    assert r["recon_mse"] == pytest.approx(recorded["test_recon_mse"], rel=0.25)
+    assert r["class_agreement"] > 0.8 and r["recon_ssim"] > 0.6
+    assert r["fid"] < untrained["fid"] / 5
+    assert 0 < r["infonce_nats"] <= r["infonce_cap_nats"] == pytest.approx(math.log(250))
+    assert r["infonce_nats"] > untrained["infonce_nats"] + 1  # trained codes identify their images
+    assert r["kl_nats"] > 0 and r["samples_per_s"] > 0
+
+
+def test_cli_eval_json_and_errors(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "bavae", "eval", *a], env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=300)
+    if (zoo.bundled_root() / zoo.DEFAULT_MODEL).is_dir():
+        p = run(zoo.DEFAULT_MODEL, "--json", "--n-samples", "200", "--n-test", "200", "--device", "cpu")
+        assert p.returncode == 0, p.stderr
+        report = json.loads(p.stdout)
+        assert report["model"] == zoo.DEFAULT_MODEL and report["dataset"] == "fashion-mnist"
+        for key in ("fid", "recon_mse", "recon_ssim", "class_agreement", "kl_nats", "infonce_nats", "samples_per_s"):
+            assert isinstance(report[key], float) and math.isfinite(report[key]), key
+    p = run(zoo.DEFAULT_MODEL, "--dataset", "folder")
+    assert p.returncode == 2 and "needs --data-dir" in p.stderr and "Traceback" not in p.stderr
+    p = run(str(tmp_path / "missing-model"))
+    assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr

@@ -13,7 +13,7 @@ $(PY):
 
 $(VENV)/.installed: $(PY) setup.cfg pyproject.toml
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e ".[test,train]"
+	$(PY) -m pip install -q -e ".[test,train,docs]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -26,8 +26,7 @@ test: install
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 docs: install
-	$(PY) -m pip install -q -e ".[docs]"
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info site grid.png

@@ -282,6 +282,7 @@ def evaluate(model: Any, dataset: str = "fashion-mnist", *, data_dir: Any = None
     torch.manual_seed(s.seed)
     g = torch.Generator(device=getattr(model, "device", "cpu")).manual_seed(s.seed)
     m = model if isinstance(model, ModelAdapter) else ModelAdapter.from_bavae(model, g)
+    inception = inception_features(m.device) if s.inception else None  # fail before the long work, not after
     x, labels, ds = _test_images(dataset, m.image_size, m.channels, s.n_test, data_dir)
     steps = ["reconstructions", "samples", "critic"]
     bar = tqdm(total=len(steps), desc="bavae eval", disable=not progress, leave=False)
@@ -313,8 +314,9 @@ def evaluate(model: Any, dataset: str = "fashion-mnist", *, data_dir: Any = None
         pred_r = torch.cat([clf(b.to(m.device)).argmax(1).cpu() for b in _batches(recons, 1000)])
         report["class_agreement"] = (pred_x == pred_r).float().mean().item()
         report["classifier_accuracy_on_recon"] = (pred_r == labels).float().mean().item()
-    if s.inception:
-        report["fid_inception"] = inception_fid(samples, x, m.device, s.batch_size)
+    if inception is not None:
+        report["fid_inception"] = fid_from_features(_features(inception, _batches(samples, 100), m.device),
+                                                    _features(inception, _batches(x, 100), m.device))
     bar.update()
 
     # The inference critic: KL estimate and the InfoNCE bound (BAVAE only; peers have no critic).
@@ -364,29 +366,32 @@ def latent_traversal(model: Any, x: torch.Tensor, values: torch.Tensor | None = 
     return images[order], order
 
 
-@torch.no_grad()
-def inception_fid(samples: torch.Tensor, real: torch.Tensor, device: Any, batch_size: int = 100) -> float:
-    """FID on torchvision Inception-v3 pool features; needs its ImageNet weights in the torch cache (no download
-    is attempted when offline: the error says where to put them)."""
+def inception_features(device: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """torchvision's Inception-v3 pool features (2048-d) of images in [0, 1]. Needs its ImageNet weights in the torch
+    cache: torchvision checks their hash and loads them with ``weights_only``; offline, the error says where they go."""
     from torchvision.models import Inception_V3_Weights, inception_v3
 
     try:
         net = inception_v3(weights=Inception_V3_Weights.IMAGENET1K_V1, aux_logits=True)
     except Exception as e:  # noqa: BLE001 - offline, or a partial download
         raise RuntimeError(f"Inception FID needs torchvision's Inception-v3 ImageNet weights in the torch cache "
-                           f"({torch.hub.get_dir()}/checkpoints): {e}") from None
+                           f"({torch.hub.get_dir()}/checkpoints): {_one_line(e)}") from None
     net.fc = nn.Identity()
     net = net.to(device).eval()
     mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
 
-    def feats(x: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def features(x: torch.Tensor) -> torch.Tensor:
         x = x.to(device).expand(-1, 3, -1, -1)
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
         return net((x - mean) / std)
 
-    return fid_from_features(_features(feats, _batches(samples, batch_size), device),
-                             _features(feats, _batches(real, batch_size), device))
+    return features
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def format_report(name: str, report: dict[str, Any]) -> str:

@@ -21,9 +21,9 @@ args = parser.parse_args()
 
 settings = EvalSettings(n_samples=args.n, n_test=args.n, seed=0)  # same seed: same test images, same noise
 names = [args.model] + ([args.other] if args.other else [])
-reports = {name: evaluate(bavae.load(name), "fashion-mnist", settings=settings) for name in names}
-print(json.dumps(reports, indent=2))
+reports = [(name, evaluate(bavae.load(name), "fashion-mnist", settings=settings)) for name in names]
+print(json.dumps(dict(reports), indent=2))
 keys = ("fid", "recon_mse", "recon_ssim", "class_agreement", "infonce_nats")
 print("model".ljust(32) + "".join(k.rjust(17) for k in keys))
-for name, r in reports.items():
-    print(name.ljust(32) + "".join(f"{r[k]:17.4f}" for k in keys))
+for name, r in reports:
+    print(name[-31:].ljust(32) + "".join(f"{r[k]:17.4f}" for k in keys))

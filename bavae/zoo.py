@@ -533,41 +533,6 @@ register_pretrained(ModelRecord(
 ))
 
 register_pretrained(ModelRecord(
-    name="bavae-fashionmnist32-paper",
-    hf_hub_id="bavae/bavae-fashionmnist32-paper",
-    revision="main",
-    sha256="PAPER_SHA",
-    config=_config(objective="paper"),
-    dataset="fashion-mnist",
-    metrics={},
-    license="mit",
-    bundled=True,
-    size_mb=None,
-    description="The paper's objective (eq. 19 as published) with the default model's networks, data, seed and budget "
-                "(10,000 steps of batch 64, CPU): kept for comparison. Its objective penalises the information in the "
-                "codes, and its reconstructions show it (see docs/method.md).",
-    train_command="bavae train --dataset fashion-mnist --arch dcgan --objective paper --steps 10000 "
-                  "--checkpoint-every 500 --sample-every 1000 --out runs/fashionmnist32-paper",
-))
-
-register_pretrained(ModelRecord(
-    name="bavae-fashionmnist32-resnet",
-    hf_hub_id="bavae/bavae-fashionmnist32-resnet",
-    revision="main",
-    sha256="RESNET_SHA",
-    config=_config(arch="resnet", width=16),
-    dataset="fashion-mnist",
-    metrics={},
-    license="mit",
-    bundled=True,
-    size_mb=None,
-    description="Fashion-MNIST 32x32, ResNet networks (pre-activation blocks, width 16), the informative objective; "
-                "2,000 steps of batch 64 on the CPU.",
-    train_command="bavae train --dataset fashion-mnist --arch resnet --width 16 --steps 2000 --checkpoint-every 500 "
-                  "--sample-every 1000 --out runs/fashionmnist32-resnet",
-))
-
-register_pretrained(ModelRecord(
     name="bavae-fashionmnist28-mlp",
     hf_hub_id="bavae/bavae-fashionmnist28-mlp",
     revision="main",
@@ -583,23 +548,6 @@ register_pretrained(ModelRecord(
                 "objective; 5,000 steps of batch 64 on the CPU.",
     train_command="bavae train --dataset fashion-mnist --arch mlp --steps 5000 --checkpoint-every 500 "
                   "--sample-every 2000 --out runs/fashionmnist28-mlp",
-))
-
-register_pretrained(ModelRecord(
-    name="bavae-dsprites64",
-    hf_hub_id="bavae/bavae-dsprites64",
-    revision="main",
-    sha256="DSPRITES_SHA",
-    config=_config(image_size=64, width=16, latent_dim=10, posterior_noise_dim=10),
-    dataset="dsprites",
-    metrics={},
-    license="mit",
-    bundled=True,
-    size_mb=None,
-    description="dSprites 64x64 (rendered by bavae), DCGAN networks (width 16), latent 10, the informative objective; "
-                "2,000 steps of batch 64 on the CPU. Its card has a latent-traversal picture and the MIG score.",
-    train_command="bavae train --dataset dsprites --arch dcgan --width 16 --latent-dim 10 --posterior-noise-dim 10 "
-                  "--steps 2000 --checkpoint-every 500 --sample-every 1000 --out runs/dsprites64",
 ))
 
 register_pretrained(ModelRecord(

@@ -367,6 +367,15 @@ def _load_dsprites_cache(path: Path, needed: int) -> np.ndarray | None:
     return packed
 
 
+def dsprites_split_indices(split: str) -> np.ndarray:
+    """Indices (into the 737,280 images, sorted) of a split: all of them for 'train', a fixed 10% for 'test'."""
+    _check_split("dsprites", split, ("train", "test"))
+    if split == "train":
+        return np.arange(DSPRITES_N, dtype=np.int64)
+    perm = np.random.default_rng(0).permutation(DSPRITES_N)
+    return np.sort(perm[:int(DSPRITES_N * _DS_TEST_FRACTION)])
+
+
 class DSprites(Dataset):
     """dSprites, 64x64 binary images; ``.factors`` (N, 5) int64 factor indices of the kept items.
 
@@ -388,11 +397,7 @@ class DSprites(Dataset):
         _check_channels("dsprites", channels)
         if image_size != _DS_SIZE:
             raise DataError(f"dsprites: image_size must be 64, got {image_size}")
-        if split == "train":
-            indices = np.arange(DSPRITES_N, dtype=np.int64)
-        else:
-            perm = np.random.default_rng(0).permutation(DSPRITES_N)
-            indices = np.sort(perm[:int(DSPRITES_N * _DS_TEST_FRACTION)])
+        indices = dsprites_split_indices(split)
         indices = indices[:_apply_limit(len(indices), limit)]
         self.indices = indices
         self.channels = channels

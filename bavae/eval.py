@@ -175,7 +175,8 @@ def mutual_information_gap(codes: np.ndarray, factors: np.ndarray, bins: int = 2
     """MIG (Chen et al. 2018), with the codes discretised into ``bins`` equal-width bins as in disentanglement_lib.
 
     For each factor k: (I(z_a; v_k) - I(z_b; v_k)) / H(v_k) for the two code dimensions a, b most informative about
-    v_k; MIG is the mean over factors (constant factors are skipped). Returns the score and the per-factor gaps.
+    v_k; MIG is the mean over factors. Returns the score and the per-factor gaps (None for a factor that is constant
+    in the data given, which is left out of the mean).
     """
     codes, factors = np.asarray(codes, dtype=np.float64), np.asarray(factors)
     if codes.ndim != 2 or factors.ndim != 2 or codes.shape[0] != factors.shape[0]:
@@ -192,6 +193,7 @@ def mutual_information_gap(codes: np.ndarray, factors: np.ndarray, bins: int = 2
         _, v = np.unique(factors[:, k], return_inverse=True)
         h = _entropy(np.bincount(v))
         if h == 0:
+            gaps.append(None)
             continue
         mi = []
         for j in range(codes.shape[1]):
@@ -200,7 +202,10 @@ def mutual_information_gap(codes: np.ndarray, factors: np.ndarray, bins: int = 2
             mi.append(_entropy(joint.sum(1)) + h - _entropy(joint.ravel()))
         top = np.sort(mi)[::-1]
         gaps.append((top[0] - top[1]) / h)
-    return {"mig": float(np.mean(gaps)), "per_factor": [float(g) for g in gaps]}
+    known = [g for g in gaps if g is not None]
+    if not known:
+        raise ValueError("MIG: every factor is constant in the data given")
+    return {"mig": float(np.mean(known)), "per_factor": [None if g is None else float(g) for g in gaps]}
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -262,6 +267,8 @@ def _test_images(dataset: str, image_size: int, channels: int, n: int, data_dir:
     # A folder without a test/ subfolder is scored on all of it (as `bavae train` trains on all of it).
     split = "train" if dataset == "folder" and data_dir is not None and not (Path(data_dir) / "test").is_dir() \
         else "test"
+    if dataset == "dsprites":
+        return _dsprites_test_images(n, channels)
     ds = build_dataset(dataset, data_dir=data_dir, image_size=image_size, channels=channels, split=split, limit=n)
     n = min(n, len(ds))
     if dataset == "fashion-mnist":
@@ -270,6 +277,19 @@ def _test_images(dataset: str, image_size: int, channels: int, n: int, data_dir:
             x = F.pad(x, (2, 2, 2, 2))
         return x, ds.labels[:n], ds
     return torch.stack([ds[i] for i in range(n)]), None, ds
+
+
+def _dsprites_test_images(n: int, channels: int) -> tuple[torch.Tensor, None, Any]:
+    """n dSprites test images spread evenly over the test split, rendered directly (no cache needed), with their
+    factors. dSprites is stored in factor order (shape slowest): the first n would all be squares."""
+    from types import SimpleNamespace
+
+    from .data import dsprites_factors, dsprites_split_indices, render_dsprites
+
+    test = dsprites_split_indices("test")
+    idx = test[np.linspace(0, len(test) - 1, min(n, len(test))).round().astype(np.int64)]
+    x = torch.from_numpy(render_dsprites(idx).astype(np.float32)).unsqueeze(1)
+    return x.expand(-1, channels, -1, -1).contiguous(), None, SimpleNamespace(factors=dsprites_factors(idx))
 
 
 @torch.no_grad()
@@ -341,7 +361,8 @@ def dsprites_mig(m: ModelAdapter, x: torch.Tensor, factors: np.ndarray, batch_si
 
     codes = torch.cat([m.encode_mean(b.to(m.device)).float().cpu() for b in _batches(x, batch_size)])
     result = mutual_information_gap(codes.numpy(), factors)
-    return {"mig": result["mig"], **{f"mig_{k}": v for k, v in zip(DSPRITES_FACTOR_NAMES, result["per_factor"])}}
+    return {"mig": result["mig"],
+            **{f"mig_{k}": v for k, v in zip(DSPRITES_FACTOR_NAMES, result["per_factor"]) if v is not None}}
 
 
 @torch.no_grad()

@@ -101,6 +101,21 @@ def test_mig_rewards_one_code_per_factor_only():
     assert ev.mutual_information_gap(rotated, factors[:, 1:])["mig"] < 0.5  # entangled: each code has both
     with pytest.raises(ValueError, match="same N"):
         ev.mutual_information_gap(noise[:10], factors)
+    # A factor that is constant in the data has no gap, and the others keep their places.
+    constant = np.concatenate([np.zeros((n, 1), np.int64), factors], 1)
+    per = ev.mutual_information_gap(disentangled, constant)["per_factor"]
+    assert per[0] is None and per[1] > 0.9 and len(per) == 4
+
+
+def test_dsprites_test_images_cover_every_factor():
+    from bavae.data import DSprites
+
+    x, labels, ds = ev._test_images("dsprites", 64, 1, 400)
+    assert x.shape == (400, 1, 64, 64) and labels is None
+    for k, size in enumerate((3, 6, 40, 32, 32)):  # spread over the split, not the first 400 (all squares)
+        assert len(np.unique(ds.factors[:, k])) >= min(size, 20), k
+    first = DSprites(split="test", limit=1)  # the same images as the dataset's test split
+    assert torch.equal(x[0], first[0]) and (ds.factors[0] == first.factors[0]).all()
 
 
 # ------------------------------------------------------------------------------------------------ classifier
@@ -172,7 +187,7 @@ def test_evaluate_default_model_against_an_untrained_one():
     torch.manual_seed(0)
     untrained = ev.evaluate(BAVAE(trained.config).eval(), settings=settings)
     recorded = zoo.model_info(zoo.DEFAULT_MODEL).metrics
-    assert r["recon_mse"] == pytest.approx(recorded["test_recon_mse"], rel=0.25)
+    assert r["recon_mse"] == pytest.approx(recorded["recon_mse"], rel=0.25)
     assert r["class_agreement"] > 0.8 and r["recon_ssim"] > 0.6
     assert r["fid"] < untrained["fid"] / 5
     assert 0 < r["infonce_nats"] <= r["infonce_cap_nats"] == pytest.approx(math.log(250))

@@ -62,7 +62,9 @@ def test_list_models_patterns_and_natural_order(registry):
     for name in ("test-m10", "test-m2", "test-m1"):
         zoo.register_pretrained(zoo.ModelRecord(name=name, hf_hub_id=f"nobody/{name}"))
     assert zoo.list_models("test-m*") == ["test-m1", "test-m2", "test-m10"]  # natural, like timm
-    assert zoo.list_models(["*celeba*", "*mnist*"]) == ["bavae-celeba64", "bavae-fashionmnist32"]
+    mnist = [n for n in zoo.list_models() if "mnist" in n]
+    assert zoo.list_models(["*celeba*", "*mnist*"]) == ["bavae-celeba64", *mnist]
+    assert mnist.index("bavae-fashionmnist28-mlp") < mnist.index("bavae-fashionmnist32")  # natural order
     assert zoo.list_models("nothing*") == []
     assert zoo.DEFAULT_MODEL in zoo.list_models() and bavae.list_models is zoo.list_models
     with pytest.raises(ValueError, match="already registered"):
@@ -110,6 +112,32 @@ def test_default_model_is_bundled_and_matches_its_record(monkeypatch):
     assert (folder / "README.md").is_file()
     model = bavae.load(r.name, device="cpu")
     assert not model.training and model.sample(2).shape == (2, 1, 32, 32)
+
+
+def test_every_bundled_model_matches_its_record(monkeypatch):
+    """The five shipped models: hash, config, card with metrics and the command, size, and they load and sample."""
+    monkeypatch.delenv(zoo.WEIGHTS_DIR_ENV, raising=False)
+    bundled = [n for n in zoo.list_models() if zoo.model_info(n).bundled]
+    assert {"bavae-fashionmnist32", "bavae-fashionmnist32-resnet", "bavae-fashionmnist28-mlp",
+            "bavae-fashionmnist32-paper", "bavae-dsprites64"} <= set(bundled)
+    for name in bundled:
+        r = zoo.model_info(name)
+        folder = zoo.bundled_root() / name
+        weights = folder / "model.safetensors"
+        assert sha256_file(weights) == r.sha256, name
+        assert json.loads((folder / "config.json").read_text()) == r.config, name
+        assert r.size_mb == pytest.approx(weights.stat().st_size / 1e6, abs=0.01), name
+        card = (folder / "README.md").read_text()
+        assert r.train_command in card and "![samples](samples.png)" in card, name
+        assert {"recon_mse", "kl_nats"} <= set(r.metrics), name
+        if r.dataset == "fashion-mnist":
+            assert {"fid", "class_agreement"} <= set(r.metrics), name
+        model = bavae.load(name, device="cpu")
+        c = r.config
+        assert model.sample(2).shape == (2, c["channels"], c["image_size"], c["image_size"]), name
+    ds = zoo.model_info("bavae-dsprites64")
+    assert "mig" in ds.metrics and (zoo.bundled_root() / ds.name / "traversal.png").is_file()
+    assert "![traversal](traversal.png)" in (zoo.bundled_root() / ds.name / "README.md").read_text()
 
 
 def test_bundled_root_is_overridable(monkeypatch, tmp_path):

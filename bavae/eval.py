@@ -330,8 +330,9 @@ def evaluate(model: Any, dataset: str = "fashion-mnist", *, data_dir: Any = None
         clf = load_classifier(m.device)
         real_f = _features(clf.features, _batches(x, 1000), m.device)
         report["fid"] = fid_from_features(_features(clf.features, _batches(samples, 1000), m.device), real_f)
-        pred_x = torch.cat([clf(b.to(m.device)).argmax(1).cpu() for b in _batches(x, 1000)])
-        pred_r = torch.cat([clf(b.to(m.device)).argmax(1).cpu() for b in _batches(recons, 1000)])
+        recon_f = _features(clf.features, _batches(recons, 1000), m.device)
+        pred_x = clf.head(real_f.to(m.device)).argmax(1).cpu()  # the features once, for FID and the classes
+        pred_r = clf.head(recon_f.to(m.device)).argmax(1).cpu()
         report["class_agreement"] = (pred_x == pred_r).float().mean().item()
         report["classifier_accuracy_on_recon"] = (pred_r == labels).float().mean().item()
     if inception is not None:

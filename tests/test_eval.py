@@ -181,7 +181,7 @@ def test_evaluate_default_model_against_an_untrained_one():
     import bavae
     from bavae.model import BAVAE
 
-    settings = ev.EvalSettings(n_samples=500, n_test=500, n_kl=100, infonce_batch=250)
+    settings = ev.EvalSettings(n_samples=500, n_test=500, n_kl=50, infonce_batch=250)
     trained = bavae.load(zoo.DEFAULT_MODEL, device="cpu")
     r = ev.evaluate(trained, settings=settings)
     torch.manual_seed(0)

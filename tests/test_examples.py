@@ -65,7 +65,7 @@ def test_finetune_on_folder(model_dir, tmp_path):
 
 
 def test_evaluate(model_dir, tmp_path):
-    out = run("evaluate.py", "--model", model_dir, "--other", model_dir, "--n", "200", cwd=tmp_path)
+    out = run("evaluate.py", "--model", model_dir, "--other", model_dir, "--n", "100", cwd=tmp_path)
     table = out.strip().splitlines()[-2:]  # the same model twice, same seed: the same numbers
     assert table[0].split()[1:] == table[1].split()[1:]
     assert "class_agreement" in out and "infonce_nats" in out

@@ -241,9 +241,10 @@ class ModelAdapter:
         @torch.no_grad()
         def infonce(x: torch.Tensor) -> float:
             critic = model.inference_critic
-            z = model.encoder(model.check_images(x), generator=generator)
+            x = model.check_images(x)
+            z = model.encoder(x, generator=generator)
             # At its optimum T(x, z) = log p(z) - log q(z|x) (eq. 9), so f = -T is the log density ratio.
-            return infonce_bound(-critic.pairwise_scores(critic.image_features(model.check_images(x)), z))
+            return infonce_bound(-critic.pairwise_scores(critic.image_features(x), z))
 
         return cls(lambda x: model.reconstruct(x, generator=generator),
                    lambda n: model.sample(n, generator=generator), cfg.image_size, cfg.channels,

@@ -50,19 +50,18 @@ def main(run: str, name: str, metrics_json: str | None = None) -> None:
     shutil.copyfile(run_dir / "config.json", out / "config.json")
     shutil.copyfile(run_dir / "model.safetensors", out / "model.safetensors")
     save_grid(model.sample(64, generator=torch.Generator().manual_seed(0)), out / "samples.png", 8)
-    dataset = (json.loads((run_dir / "train_config.json").read_text()).get("dataset", "fashion-mnist")
-               if (run_dir / "train_config.json").is_file() else "fashion-mnist")
+    state = json.loads((run_dir / "train_config.json").read_text()) if (run_dir / "train_config.json").is_file() else {}
+    dataset = state.get("dataset", "fashion-mnist")
     if dataset == "dsprites":
         traversal(model, dataset, out / "traversal.png")
     record = zoo.model_info(name) if name in zoo.list_models() else None
-    state = json.loads((run_dir / "train_config.json").read_text()) if (run_dir / "train_config.json").is_file() else {}
     metrics = json.loads(Path(metrics_json).read_text()) if metrics_json else {}
     metrics = {**measure(model, dataset), **metrics}
     print(json.dumps(metrics, indent=2))
     if record is not None:
         card = zoo.model_card(record, metrics, "samples.png")
     else:
-        card = zoo.model_card(model, metrics, "samples.png", name=name, dataset=state.get("dataset"),
+        card = zoo.model_card(model, metrics, "samples.png", name=name, dataset=dataset,
                               train_command=zoo._train_command_from(state))
     if dataset == "dsprites":
         card.text += ("\n## Latent traversals\n\nEach row sweeps one code dimension from -2.5 to 2.5 around the code of "

@@ -50,6 +50,7 @@ class TrainConfig:
     # optimisation
     steps: int = 10_000
     epochs: float | None = None  # if set, overrides steps
+    max_minutes: float | None = None  # stop (and save) after this much training time in one invocation
     batch_size: int = 64
     lr: float = 2e-4  # encoder + decoder
     critic_lr: float = 2e-4
@@ -495,10 +496,13 @@ def train(cfg: TrainConfig) -> Path:
             scalars = {**critic.logs, **ae.logs}
             worst = max(abs(scalars["t_posterior"]), abs(scalars["d_real"]), abs(scalars["d_fake"]))
             finite = math.isfinite(critic_loss.item()) and math.isfinite(ae_loss.item())
-            bad = torch.tensor(float(not finite or worst > cfg.max_critic_value), device=device)
-            if ddp:  # every rank must take the same branch
-                dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-            if bad.item():
+            out_of_time = cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes
+            flags = torch.tensor([float(not finite or worst > cfg.max_critic_value), float(out_of_time)],
+                                 device=device)
+            if ddp:  # every rank must take the same branches
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            bad, out_of_time = flags.tolist()
+            if bad:
                 raise Diverged(f"step {step}: critic loss {critic_loss.item():.3g}, autoencoder loss "
                                f"{ae_loss.item():.3g}, largest critic output {worst:.3g}")
         except Diverged as why:  # divergence guard: back to the last good checkpoint at half the learning rate
@@ -525,6 +529,11 @@ def train(cfg: TrainConfig) -> Path:
         step += 1
         images_seen += cfg.batch_size * cfg.critic_steps
         progress.update(1)
+        if out_of_time:  # this step is the last: sample, checkpoint and save as at the planned end
+            total_steps = step
+            if master:
+                progress.write(f"--max-minutes {cfg.max_minutes:g} reached at step {step}; continue with "
+                               f"`bavae train --resume {out}`", file=sys.stderr)
 
         if step % cfg.log_every == 0 or step == total_steps:
             scalars["images_per_s"] = images_seen / (time.perf_counter() - t0)
@@ -612,6 +621,8 @@ def _validate(cfg: TrainConfig) -> None:
               help="Override one weight of the objective, e.g. --objective-weight pixel=0.5 (repeatable).")
 @click.option("--steps", type=int, default=10_000)
 @click.option("--epochs", type=float, default=None, help="Train for this many epochs instead of --steps.")
+@click.option("--max-minutes", type=float, default=None,
+              help="Stop after this many minutes of training (saving as at the end); --resume goes on.")
 @click.option("--batch-size", type=int, default=64)
 @click.option("--lr", type=float, default=2e-4, help="Encoder and decoder learning rate.")
 @click.option("--critic-lr", type=float, default=2e-4)

@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 from torch.nn import functional as F
-
-if TYPE_CHECKING:  # model.py imports this module; avoid the cycle at run time
-    from .model import BAVAE
 
 
 def inference_critic_value(t_posterior: torch.Tensor, t_prior: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -120,7 +117,7 @@ class Losses:
     logs: dict[str, float] | None = None
 
 
-def critic_losses(model: BAVAE, x: torch.Tensor, z: torch.Tensor | None = None,
+def critic_losses(model: nn.Module, x: torch.Tensor, z: torch.Tensor | None = None,
                   x_fake: torch.Tensor | None = None) -> Losses:
     """Both critics' losses, -V_I and -V_G, on codes z ~ q(z|x) and decodings x_fake = G(z), with no gradient to
     the encoder/decoder. Pass z and x_fake to reuse an encoder/decoder pass (they are detached here); else fresh."""
@@ -151,7 +148,7 @@ def critic_losses(model: BAVAE, x: torch.Tensor, z: torch.Tensor | None = None,
     return Losses(inference_critic=-v_inference, generative_critic=-v_generative, logs=logs)
 
 
-def autoencoder_losses(model: BAVAE, x: torch.Tensor, weights: ObjectiveWeights, info_batch: int = 64,
+def autoencoder_losses(model: nn.Module, x: torch.Tensor, weights: ObjectiveWeights, info_batch: int = 64,
                        z: torch.Tensor | None = None, x_fake: torch.Tensor | None = None) -> Losses:
     """Encoder and decoder losses of eq. 19 plus the weighted extra terms. Critic weights get no update from these.
 

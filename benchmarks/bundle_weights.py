@@ -17,8 +17,10 @@ from pathlib import Path
 import torch
 
 from bavae import zoo
+from bavae.files import sha256_file
 from bavae.images import save_grid
-from bavae.model import BAVAE, sha256_file
+from bavae.model import BAVAE
+from bavae.train import train_command_line
 
 
 @torch.no_grad()
@@ -62,7 +64,7 @@ def main(run: str, name: str, metrics_json: str | None = None) -> None:
         card = zoo.model_card(record, metrics, "samples.png")
     else:
         card = zoo.model_card(model, metrics, "samples.png", name=name, dataset=dataset,
-                              train_command=zoo._train_command_from(state))
+                              train_command=train_command_line(state))
     if dataset == "dsprites":
         card.text += ("\n## Latent traversals\n\nEach row sweeps one code dimension from -2.5 to 2.5 around the code of "
                       "one test image (rows sorted by how much they change the image).\n\n![traversal](traversal.png)\n")

@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 import bavae
 from bavae.data import FashionMNIST, make_loader
 from bavae.eval import EvalSettings, ModelAdapter, evaluate
+from bavae.files import atomic_write
 from bavae.images import save_grid
-from bavae.model import atomic_write
 from bavae.nets import NetSpec
 from bavae.nets.common import conv_stages, hidden_dim
 from bavae.nets.dcgan import dcgan_decoder, image_trunk

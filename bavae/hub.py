@@ -117,8 +117,13 @@ def _is_not_found(e: Exception) -> bool:
 def _why(e: Exception, repo_id: str, filename: str, revision: str | None) -> str:
     """One line saying why a Hub file could not be had, in the user's terms."""
     from huggingface_hub import constants
-    from huggingface_hub.errors import (HfHubHTTPError, LocalEntryNotFoundError, RemoteEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     where, rev = constants.ENDPOINT, revision or "main"
     cache = f"the Hugging Face cache ({constants.HF_HUB_CACHE})"

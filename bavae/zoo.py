@@ -41,8 +41,8 @@ from .hub import model_card as _hub_model_card
 
 if TYPE_CHECKING:  # torch and the Hub client load on first use: `bavae list` stays instant
     import torch
-    from huggingface_hub import ModelCard
 
+    from .hub import ModelCard  # huggingface_hub's, through the one module that talks to it
     from .model import BAVAE
 
 DEFAULT_MODEL = "bavae-fashionmnist32"

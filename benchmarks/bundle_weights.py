@@ -27,7 +27,7 @@ from bavae.train import train_command_line
 def measure(model: BAVAE, dataset: str) -> dict[str, float]:
     """`bavae eval`'s metrics on the test split (10,000 images and samples), plus how far the codes spread
     (1 would match the prior's standard deviation)."""
-    from bavae.eval import EvalSettings, evaluate, _test_images
+    from bavae.eval import EvalSettings, _test_images, evaluate
 
     report = evaluate(model, dataset, settings=EvalSettings(), progress=True)
     x = _test_images(dataset, model.config.image_size, model.config.channels, 2000)[0]

@@ -47,7 +47,7 @@ try:
     from pythae.models.nn import BaseDecoder, BaseDiscriminator, BaseEncoder
     from pythae.trainers import AdversarialTrainer, BaseTrainer, CoupledOptimizerAdversarialTrainer
 except ImportError as e:  # pragma: no cover - the benchmark's only extra dependency
-    raise SystemExit(f"benchmarks/peers.py needs pythae: pip install pythae ({e})")
+    raise SystemExit(f"benchmarks/peers.py needs pythae: pip install pythae ({e})") from None
 
 SPEC = NetSpec(image_size=32, channels=1, latent_dim=16, width=32, posterior_noise_dim=16, decoder_noise_dim=0,
                spectral_norm=False)

@@ -25,8 +25,16 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ._common import DataError, default_cache_dir
 from .celeba import CelebA
 from .dsprites import DSprites, dsprites_cache_path, dsprites_split_indices, generate_dsprites
-from .dsprites_render import (DSPRITES_FACTOR_NAMES, DSPRITES_FACTOR_SIZES, DSPRITES_N, DSPRITES_SHAPES,
-                              dsprites_factor_values, dsprites_factors, dsprites_index, render_dsprites)
+from .dsprites_render import (
+    DSPRITES_FACTOR_NAMES,
+    DSPRITES_FACTOR_SIZES,
+    DSPRITES_N,
+    DSPRITES_SHAPES,
+    dsprites_factor_values,
+    dsprites_factors,
+    dsprites_index,
+    render_dsprites,
+)
 from .fashion_mnist import FASHION_MNIST_DEBIAN_DIR, FashionMNIST
 from .folder import ImageFolder
 

@@ -11,7 +11,6 @@ from torch.utils.data import Dataset
 from ..images import decode_image
 from ._common import DataError, _apply_limit, _check_channels, _check_split
 
-
 _CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}
 
 

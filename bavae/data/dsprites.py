@@ -14,8 +14,16 @@ import torch
 from torch.utils.data import Dataset
 
 from ._common import DataError, _apply_limit, _check_channels, _check_split, default_cache_dir
-from .dsprites_render import (DSPRITES_FACTOR_NAMES, DSPRITES_FACTOR_SIZES, DSPRITES_N, _DS_SIZE, _DS_VERSION,
-                              _render_packed_sprites, dsprites_factors, render_dsprites)
+from .dsprites_render import (
+    _DS_SIZE,
+    _DS_VERSION,
+    DSPRITES_FACTOR_NAMES,
+    DSPRITES_FACTOR_SIZES,
+    DSPRITES_N,
+    _render_packed_sprites,
+    dsprites_factors,
+    render_dsprites,
+)
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ from torch.utils.data import Dataset
 
 from ._common import DataError, _apply_limit, _check_channels, _check_split
 
-
 FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 _IDX_IMAGES_MAGIC = 2051  # 0x00000803: uint8, 3 dims
 _IDX_LABELS_MAGIC = 2049  # 0x00000801: uint8, 1 dim

@@ -90,5 +90,5 @@ class ImageFolder(Dataset):
             try:
                 return self._load(j)
             except Exception as e:
-                warnings.warn(f"folder: cannot decode {self.files[j]} ({e}); using the next image")
+                warnings.warn(f"folder: cannot decode {self.files[j]} ({e}); using the next image", stacklevel=2)
         raise DataError(f"folder: no image in {self.root} could be decoded")

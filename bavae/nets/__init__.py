@@ -14,9 +14,8 @@ which the family files import (this package's ``__init__`` only gathers them). N
 knows how the table is stored: use :func:`list_architectures`, :func:`get_architecture` and :func:`build`.
 """
 
-from ._registry import ROLES, Architecture, NetSpec, build, get_architecture, list_architectures, register_architecture
-
 # Importing the family files registers them.
 from . import dcgan, mlp, resnet  # noqa: F401
+from ._registry import ROLES, Architecture, NetSpec, build, get_architecture, list_architectures, register_architecture
 
 __all__ = ["ROLES", "NetSpec", "Architecture", "register_architecture", "list_architectures", "get_architecture", "build"]

@@ -35,8 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from .files import sha256_file  # noqa: F401  (re-exported: bavae.zoo.sha256_file)
+# `name as name`: re-exported, importable from bavae.zoo as before files.py and hub.py took them over
+from .files import sha256_file as sha256_file
+from .hub import CARD_NAME as CARD_NAME
 from .hub import CONFIG_NAME, WEIGHTS_NAME, WeightsUnavailableError, fetch_model_files, folder_files, push
+from .hub import SAMPLES_NAME as SAMPLES_NAME
 from .hub import model_card as _hub_model_card
 
 if TYPE_CHECKING:  # torch and the Hub client load on first use: `bavae list` stays instant

@@ -10,7 +10,8 @@ A file that fails is deleted from the cache (nothing ever loads it), downloaded 
 wrong the load fails naming the file and both hashes.
 
 ``huggingface_hub`` is imported on first use, inside the functions: ``bavae --help`` and ``bavae list`` stay instant.
-(``BAVAE`` itself subclasses the client's ``ModelHubMixin`` in :mod:`bavae.model`.)
+The one other user of the client is :mod:`bavae.model`: ``BAVAE`` subclasses its ``ModelHubMixin``, so
+``BAVAE.from_pretrained`` / ``push_to_hub`` work as for any Hub library (checking hashes with :mod:`bavae.files`).
 """
 
 from __future__ import annotations

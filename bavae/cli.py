@@ -253,16 +253,20 @@ def info_command(name: str, as_json: bool) -> None:
 @cli.command("sample")
 @_options("model")
 @click.option("-n", "n", type=click.IntRange(1, MAX_IMAGES), default=64, show_default=True, help="Number of images.")
+@click.option("--sampler", type=click.Choice(["auto", "prior", "gmm"]), default="auto", show_default=True,
+              help="Where codes come from: the model's fitted Gaussian mixture (gmm), the prior N(0, I), or auto "
+                   "(the fitted sampler when the model has one, else the prior).")
 @_options("out", "seed", "device", "nrow", "format")
-def sample_command(model: str, n: int, out: str, seed: int | None, device: str, nrow: int | None,
+def sample_command(model: str, n: int, sampler: str, out: str, seed: int | None, device: str, nrow: int | None,
                    fmt: str | None) -> None:
-    """Draw images from the prior.
+    """Draw new images.
 
-    Writes a PNG grid, or an npz with `images` (N, C, H, W) float32 in [0, 1].
+    Codes come from the model's fitted latent sampler when it has one (see `bavae fit-sampler`), else from the
+    prior. Writes a PNG grid, or an npz with `images` (N, C, H, W) float32 in [0, 1].
     """
     path, fmt = _output(out, fmt)
     m = _load(model, device)
-    images = m.sample(n, generator=_generator(seed, m.device))
+    images = m.sample(n, generator=_generator(seed, m.device), sampler=sampler)
     click.echo(f"wrote {_save(path, fmt, images, nrow or math.ceil(math.sqrt(n)))}")
 
 
@@ -411,6 +415,48 @@ def _model_dataset(model: str) -> str:
         except (OSError, ValueError):
             pass
     return "fashion-mnist"
+
+
+@cli.command("fit-sampler")
+@click.argument("model", metavar="NAME_OR_DIR")
+@click.option("--dataset", type=click.Choice(["fashion-mnist", "dsprites", "celeba", "folder"]), default=None,
+              help="Training data whose codes the sampler fits. Default: the model's own (zoo record or "
+                   "train_config.json).")
+@click.option("--data-dir", default=None, help="Dataset folder (as for `bavae train`).")
+@click.option("--components", type=click.IntRange(1, 1024), default=10, show_default=True,
+              help="Gaussian-mixture components.")
+@click.option("--max-codes", type=click.IntRange(100, 10_000_000), default=60_000, show_default=True,
+              help="Training images to encode (spread over the whole set).")
+@click.option("--out", "out_dir", default=None,
+              help="Folder to save the model with its sampler. Default: NAME_OR_DIR itself when it is a folder.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_options("device")
+def fit_sampler_command(model: str, dataset: str | None, data_dir: str | None, components: int, max_codes: int,
+                        out_dir: str | None, seed: int, device: str) -> None:
+    """Fit a latent sampler on a model's training codes.
+
+    Encodes the training images, fits a full-covariance Gaussian mixture to their codes (scikit-learn) and saves
+    the model with it: `bavae sample` then decodes the mixture's draws instead of the prior's.
+    """
+    out = Path(out_dir if out_dir is not None else model).expanduser()
+    if out_dir is None and not out.is_dir():
+        raise _usage(f"{model} is not a model folder: give --out DIR to save the model with its sampler there")
+    if out.exists() and not out.is_dir():
+        raise _usage(f"--out {out}: it is a file, not a folder")
+    dataset = dataset or _model_dataset(model)
+    if dataset in ("celeba", "folder") and data_dir is None:
+        raise _usage(f"--dataset {dataset} needs --data-dir")
+    m = _load(model, device)
+    from .data import build_dataset
+    from .train import fit_latent_sampler
+
+    data = build_dataset(dataset, data_dir=data_dir, image_size=m.config.image_size, channels=m.config.channels,
+                         split="train")
+    sampler = fit_latent_sampler(m, data, components, max_codes=max_codes, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    m.save_pretrained(out)
+    click.echo(f"fitted a {sampler.config['components']}-component Gaussian mixture on {min(max_codes, len(data))} codes of {dataset}; "
+               f"saved {out} (`bavae sample -m {out}` now draws from it)")
 
 
 @cli.command("push")

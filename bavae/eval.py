@@ -227,8 +227,11 @@ class ModelAdapter:
 
     def __init__(self, reconstruct: Callable[[torch.Tensor], torch.Tensor], sample: Callable[[int], torch.Tensor],
                  image_size: int, channels: int, encode_mean: Callable | None = None,
-                 kl: Callable | None = None, infonce: Callable | None = None, device: Any = "cpu"):
+                 kl: Callable | None = None, infonce: Callable | None = None, device: Any = "cpu",
+                 samplers: dict[str, Callable[[int], torch.Tensor]] | None = None, default_sampler: str | None = None):
+        # ``sample`` is the model's default path; ``samplers`` are the named paths scored beside it (fid_<name>)
         self.reconstruct, self.sample, self.encode_mean = reconstruct, sample, encode_mean
+        self.samplers, self.default_sampler = dict(samplers or {}), default_sampler
         self.image_size, self.channels, self.kl, self.infonce = image_size, channels, kl, infonce
         self.device = torch.device(device)
 
@@ -247,10 +250,13 @@ class ModelAdapter:
             # At its optimum T(x, z) = log p(z) - log q(z|x) (eq. 9), so f = -T is the log density ratio.
             return infonce_bound(-critic.pairwise_scores(critic.image_features(x), z))
 
+        names = ["prior"] + ([model.config.sampler["kind"]] if model.latent_sampler is not None else [])
         return cls(lambda x: model.reconstruct(x, generator=generator),
                    lambda n: model.sample(n, generator=generator), cfg.image_size, cfg.channels,
                    encode_mean=lambda x: model.encode(x, n_samples=16, generator=generator).mean(1),
-                   kl=kl, infonce=infonce, device=model.device)
+                   kl=kl, infonce=infonce, device=model.device,
+                   samplers={k: (lambda n, k=k: model.sample(n, generator=generator, sampler=k)) for k in names},
+                   default_sampler=model.default_sampler)
 
 
 def _batches(x: torch.Tensor, size: int) -> Iterable[torch.Tensor]:
@@ -332,6 +338,13 @@ def evaluate(model: Any, dataset: str = "fashion-mnist", *, data_dir: Any = None
         clf = load_classifier(m.device)
         real_f = _features(clf.features, _batches(x, 1000), m.device)
         report["fid"] = fid_from_features(_features(clf.features, _batches(samples, 1000), m.device), real_f)
+        for name, draw in m.samplers.items():  # each sampler's FID
+            if name == m.default_sampler:
+                report[f"fid_{name}"] = report["fid"]
+                continue
+            images = torch.cat([draw(min(s.batch_size, s.n_samples - i)).float().cpu()
+                                for i in range(0, s.n_samples, s.batch_size)])
+            report[f"fid_{name}"] = fid_from_features(_features(clf.features, _batches(images, 1000), m.device), real_f)
         recon_f = _features(clf.features, _batches(recons, 1000), m.device)
         pred_x = clf.head(real_f.to(m.device)).argmax(1).cpu()  # the features once, for FID and the classes
         pred_r = clf.head(recon_f.to(m.device)).argmax(1).cpu()

@@ -23,7 +23,7 @@ from huggingface_hub import ModelHubMixin, hf_hub_download
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import nets, objectives
+from . import nets, objectives, samplers
 from .files import atomic_write, hash_problem, sha256_file  # atomic_write, sha256_file: re-exported here
 
 CONFIG_NAME = "config.json"
@@ -44,9 +44,11 @@ class BAVAEConfig:
     width: int = 32  # base width of the encoder/decoder family
     critic_width: int | None = None  # base width of both critics; None = width
     spectral_norm: bool = True  # on the critics (the exp terms blow up without it)
+    shared_critic_trunk: bool = False  # one image trunk, two heads (T and D): one trunk pass serves both critics
     prior: str = "normal"  # p(z): "normal" N(0, I) or "uniform" U(-1, 1); only sampled, never evaluated
     objective: str = "informative"  # a name from bavae.objectives.OBJECTIVES
     objective_weights: dict[str, float] = field(default_factory=dict)  # overrides of the named objective's weights
+    sampler: dict[str, Any] | None = None  # a fitted latent sampler, e.g. {"kind": "gmm", "components": 10}
 
     def __post_init__(self) -> None:
         for name in ("image_size", "channels", "latent_dim", "posterior_noise_dim", "width"):
@@ -59,8 +61,9 @@ class BAVAEConfig:
         if self.critic_width is not None and (not isinstance(self.critic_width, int)
                                               or isinstance(self.critic_width, bool) or self.critic_width < 1):
             raise ValueError(f"config.critic_width must be a positive integer or None, got {self.critic_width!r}")
-        if not isinstance(self.spectral_norm, bool):  # "false" in a config.json would otherwise read as True
-            raise ValueError(f"config.spectral_norm must be true or false, got {self.spectral_norm!r}")
+        for name in ("spectral_norm", "shared_critic_trunk"):  # "false" in a config.json would otherwise read as True
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"config.{name} must be true or false, got {getattr(self, name)!r}")
         if self.prior not in PRIORS:
             raise ValueError(f"config.prior must be one of {list(PRIORS)}, got {self.prior!r}")
         if not isinstance(self.arch, str):
@@ -75,6 +78,7 @@ class BAVAEConfig:
             objectives.resolve_objective(self.objective, weights)
         except ValueError as e:
             raise ValueError(f"config.objective_weights: {e}") from None
+        samplers.check_sampler_config(self.sampler, self.latent_dim)
 
     @property
     def weights(self) -> objectives.ObjectiveWeights:
@@ -126,6 +130,9 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
         self.decoder = nets.build(config.arch, "decoder", spec)
         self.inference_critic = nets.build(config.arch, "inference_critic", critic_spec)  # T(x, z)
         self.generative_critic = nets.build(config.arch, "generative_critic", critic_spec)  # D(x, z)
+        if config.shared_critic_trunk:
+            self.generative_critic.borrow_trunk(self.inference_critic)
+        self.latent_sampler = samplers.build_sampler(config.sampler, config.latent_dim)  # fitted after training
 
     # ---- parameters by player (the training loop steps them separately) ----
     def autoencoder_parameters(self) -> list[nn.Parameter]:
@@ -184,12 +191,37 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
         """Images G(z) in [0, 1], shape (N, C, H, W)."""
         return self.decoder(self.check_codes(z), generator=generator)
 
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images decoded from prior codes. Pass a seeded ``torch.Generator`` for reproducible samples."""
-        if not isinstance(n, int) or n < 1:
+    # ---- latent samplers ----
+    @property
+    def default_sampler(self) -> str:
+        """The sampler :meth:`sample` uses unless told: the fitted one when there is one, else the prior."""
+        return "prior" if self.latent_sampler is None else self.config.sampler["kind"]
+
+    def sample_codes(self, n: int, sampler: str = "auto", generator: torch.Generator | None = None) -> torch.Tensor:
+        """n codes to decode: from the prior p(z) (``"prior"``), the fitted mixture (``"gmm"``), or ``"auto"``
+        (:attr:`default_sampler`)."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
-        z = self.prior_sample(n, generator=generator)
+        kind = self.default_sampler if sampler == "auto" else sampler
+        if kind == "prior":
+            return self.prior_sample(n, generator=generator)
+        if kind not in samplers.SAMPLER_KINDS:
+            raise ValueError(f"sampler must be 'auto', 'prior' or one of {list(samplers.SAMPLER_KINDS)}, got {sampler!r}")
+        if self.latent_sampler is None:
+            raise ValueError(f"this model has no fitted {kind!r} sampler: fit one with `bavae fit-sampler MODEL "
+                             "--dataset ...`, or use sampler='prior'")
+        return self.latent_sampler.sample(n, generator=generator).to(next(self.parameters()).dtype)
+
+    def set_latent_sampler(self, sampler: samplers.GaussianMixtureSampler | None) -> None:
+        """Attach a fitted sampler (or remove it with None); the config records it, so it is saved and loaded."""
+        self.latent_sampler = None if sampler is None else sampler.to(self.device)
+        self.config = dataclasses.replace(self.config, sampler=None if sampler is None else sampler.config)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, sampler: str = "auto") -> torch.Tensor:
+        """n images decoded from codes drawn by ``sampler`` (see :meth:`sample_codes`; by default the fitted
+        mixture when the model has one, else the prior). Pass a seeded ``torch.Generator`` for reproducible samples."""
+        z = self.sample_codes(n, sampler, generator=generator)
         return self.decoder(z, generator=generator)
 
     @torch.no_grad()
@@ -232,13 +264,18 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
         return objectives.inference_critic_value(t_post, t_prior, dim=1)
 
     # ---- losses (the training loop calls these) ----
-    def critic_losses(self, x: torch.Tensor, z: torch.Tensor | None = None,
-                      x_fake: torch.Tensor | None = None) -> objectives.Losses:
-        return objectives.critic_losses(self, x, z, x_fake)
+    def fake_pairs(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return objectives.fake_pairs(self, z, self.config.weights)
 
-    def autoencoder_losses(self, x: torch.Tensor, z: torch.Tensor | None = None,
-                           x_fake: torch.Tensor | None = None) -> objectives.Losses:
-        return objectives.autoencoder_losses(self, x, self.config.weights, z=z, x_fake=x_fake)
+    def critic_losses(self, x: torch.Tensor, z: torch.Tensor | None = None, z_fake: torch.Tensor | None = None,
+                      x_fake: torch.Tensor | None = None) -> objectives.Losses:
+        return objectives.critic_losses(self, x, self.config.weights, z, z_fake, x_fake)
+
+    def autoencoder_losses(self, x: torch.Tensor, z: torch.Tensor | None = None, z_fake: torch.Tensor | None = None,
+                           x_fake: torch.Tensor | None = None,
+                           real_features: tuple[torch.Tensor, torch.Tensor] | None = None) -> objectives.Losses:
+        return objectives.autoencoder_losses(self, x, self.config.weights, z=z, z_fake=z_fake, x_fake=x_fake,
+                                             real_features=real_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reconstruct(x)

@@ -78,6 +78,14 @@ class ObjectiveWeights:
     pixel: float = 0.0  # |x - G(E(x))|_1 summed per image: a Laplace likelihood of scale 1/pixel (the paper's foil)
     cycle: float = 0.0  # ||E(G(z)) - z||^2 summed per code, prior codes z: decoded samples must encode back
     marginal: float = 0.0  # MMD^2(aggregate posterior, prior) on the batch's codes: keeps prior samples on the data
+    # Not a weight: the fraction of the generative critic's fake pairs that are (G(z), z) with z ~ p(z) rather than
+    # the paper's (G(z), z) with z ~ q(z|x). 0 is eq. 14; above 0 the critic matches the joints r(x, z) and
+    # p(z) p(x|z), as BiGAN/ALI do, and decodings of prior codes (the samples) are asked to look real.
+    prior_fakes: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prior_fakes < 1.0:
+            raise ValueError(f"prior_fakes is a fraction of the fakes in [0, 1), got {self.prior_fakes!r}")
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -85,7 +93,7 @@ class ObjectiveWeights:
 
 OBJECTIVES: dict[str, ObjectiveWeights] = {
     "paper": ObjectiveWeights(),
-    "informative": ObjectiveWeights(info=1.0, feature=1.0, pixel=1.0, marginal=100.0),
+    "informative": ObjectiveWeights(info=1.0, feature=1.0, pixel=1.0, marginal=100.0, prior_fakes=0.5),
 }
 
 
@@ -115,28 +123,58 @@ class Losses:
     encoder: torch.Tensor | None = None  # terms only the encoder moves: KL game, information
     decoder: torch.Tensor | None = None  # terms the decoder moves (and the encoder through z): generative game, reconstruction
     logs: dict[str, float] | None = None
+    # The critics' image features of the real batch, (inference, generative), detached: the encoder/decoder step
+    # reuses them (one critic step old) instead of running both trunks over the real images again.
+    real_features: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
-def critic_losses(model: nn.Module, x: torch.Tensor, z: torch.Tensor | None = None,
-                  x_fake: torch.Tensor | None = None) -> Losses:
-    """Both critics' losses, -V_I and -V_G, on codes z ~ q(z|x) and decodings x_fake = G(z), with no gradient to
-    the encoder/decoder. Pass z and x_fake to reuse an encoder/decoder pass (they are detached here); else fresh."""
+def prior_fake_count(batch_size: int, weights: ObjectiveWeights) -> int:
+    """How many of a batch's fakes are decoded from prior codes; the rest are reconstructions."""
+    return min(batch_size - 1, round(batch_size * weights.prior_fakes))
+
+
+def fake_pairs(model: nn.Module, z: torch.Tensor, weights: ObjectiveWeights) -> tuple[torch.Tensor, torch.Tensor]:
+    """The generative critic's fake pairs (G(z'), z'): z' is the batch's posterior codes, their last
+    ``prior_fake_count`` replaced by prior codes. Returns (z', G(z')); its first rows are reconstructions."""
+    n_prior = prior_fake_count(z.shape[0], weights)
+    if n_prior:
+        z = torch.cat([z[: z.shape[0] - n_prior], model.prior_sample(n_prior, device=z.device, dtype=z.dtype)])
+    return z, model.decoder(z)
+
+
+def _real_and_fake_features(inference: nn.Module, generative: nn.Module, x: torch.Tensor, x_fake: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Image features (inference critic on x, generative critic on x, generative critic on x_fake), with one
+    trunk pass over [x, x_fake] when the two critics share their trunk."""
+    if generative.shares_trunk_with(inference):
+        h_x, h_fake = generative.image_features(torch.cat([x, x_fake])).split([x.shape[0], x_fake.shape[0]])
+        return h_x, h_x, h_fake
+    h_x, h_fake = generative.image_features(torch.cat([x, x_fake])).split([x.shape[0], x_fake.shape[0]])
+    return inference.image_features(x), h_x, h_fake
+
+
+def critic_losses(model: nn.Module, x: torch.Tensor, weights: ObjectiveWeights, z: torch.Tensor | None = None,
+                  z_fake: torch.Tensor | None = None, x_fake: torch.Tensor | None = None) -> Losses:
+    """Both critics' losses, -V_I and -V_G, on codes z ~ q(z|x) and fake pairs (x_fake, z_fake) from
+    :func:`fake_pairs`, with no gradient to the encoder/decoder. Pass z, z_fake and x_fake to reuse an
+    encoder/decoder pass (they are detached here); else they are drawn fresh.
+
+    ``model`` supplies ``encoder``, ``decoder``, ``inference_critic``, ``generative_critic`` and ``prior_sample``.
+    """
     with torch.no_grad():
         if z is None:
             z = model.encoder(x)
         if x_fake is None:
-            x_fake = model.decoder(z)
-        z_prior = model.prior_sample(x.shape[0], device=x.device, dtype=x.dtype)
-    z, x_fake = z.detach(), x_fake.detach()  # a caller's graph must survive for autoencoder_losses
+            z_fake, x_fake = fake_pairs(model, z, weights)
+        z_prior = model.prior_sample(x.shape[0], device=x.device, dtype=z.dtype)
+    z, z_fake, x_fake = z.detach(), z_fake.detach(), x_fake.detach()  # a caller's graph must survive
 
     inference, generative = model.inference_critic, model.generative_critic
-    h_x = inference.image_features(x)  # one trunk pass serves both the posterior and the prior pairs
-    t_posterior, t_prior = inference.score(h_x, z), inference.score(h_x, z_prior)
-    v_inference = inference_critic_value(t_posterior, t_prior)
-
-    h = generative.image_features(torch.cat([x, x_fake]))
-    d_real, d_fake = generative.score(h, torch.cat([z, z])).chunk(2)
-    v_generative = generative_critic_value(d_real, d_fake)
+    h_x_inference, h_x_generative, h_fake = _real_and_fake_features(inference, generative, x, x_fake.to(x.dtype))
+    t_posterior, t_prior = inference.score(h_x_inference, z), inference.score(h_x_inference, z_prior)
+    v_inference = inference_critic_value(t_posterior, t_prior)  # eq. 6
+    d_real, d_fake = generative.score(h_x_generative, z), generative.score(h_fake, z_fake)
+    v_generative = generative_critic_value(d_real, d_fake)  # eq. 14 (with prior fakes: the joints' KL)
 
     logs = _floats({
         "kl_estimate": v_inference,  # eq. 9: at the critic's optimum, E_x KL(q(z|x) || p(z))
@@ -145,24 +183,31 @@ def critic_losses(model: nn.Module, x: torch.Tensor, z: torch.Tensor | None = No
         "d_real": d_real.mean(),
         "d_fake": d_fake.mean(),
     })
-    return Losses(inference_critic=-v_inference, generative_critic=-v_generative, logs=logs)
+    return Losses(inference_critic=-v_inference, generative_critic=-v_generative, logs=logs,
+                  real_features=(h_x_inference.detach(), h_x_generative.detach()))
 
 
 def autoencoder_losses(model: nn.Module, x: torch.Tensor, weights: ObjectiveWeights, info_batch: int = 64,
-                       z: torch.Tensor | None = None, x_fake: torch.Tensor | None = None) -> Losses:
+                       z: torch.Tensor | None = None, z_fake: torch.Tensor | None = None,
+                       x_fake: torch.Tensor | None = None,
+                       real_features: tuple[torch.Tensor, torch.Tensor] | None = None) -> Losses:
     """Encoder and decoder losses of eq. 19 plus the weighted extra terms. Critic weights get no update from these.
 
-    Pass z = E(x) and x_fake = G(z), computed with autograd on, to reuse a pass (the training loop's critic step);
-    else they are drawn here.
+    Pass z = E(x) and (z_fake, x_fake) = :func:`fake_pairs`, computed with autograd on, to reuse a pass (the
+    training loop's critic step), and that step's ``real_features``; else they are computed here.
     """
     inference, generative = model.inference_critic, model.generative_critic
     if z is None:
         z = model.encoder(x)
     if x_fake is None:
-        x_fake = model.decoder(z)  # a decoding of the posterior code: the paper's fake *and* the reconstruction
-    with torch.no_grad():  # the critics' image features of real data carry no gradient to either player
-        h_x_inference = inference.image_features(x)
-        h_x_generative = generative.image_features(x)
+        z_fake, x_fake = fake_pairs(model, z, weights)
+    n_recon = x.shape[0] - prior_fake_count(x.shape[0], weights)  # x_fake[:n_recon] = G(E(x[:n_recon]))
+    if real_features is None:
+        with torch.no_grad():  # the critics' image features of real data carry no gradient to either player
+            h_x_inference = inference.image_features(x)
+            h_x_generative = h_x_inference if generative.shares_trunk_with(inference) else generative.image_features(x)
+    else:
+        h_x_inference, h_x_generative = real_features
 
     logs: dict[str, torch.Tensor] = {}
     # Inference game (eq. 19, V_I): only its posterior term depends on the encoder.
@@ -178,28 +223,30 @@ def autoencoder_losses(model: nn.Module, x: torch.Tensor, weights: ObjectiveWeig
         # The Lipschitz critic T barely sees it (it cannot resolve peaked posteriors), so a kernel two-sample
         # distance between the batch's codes and prior draws does: without it the codes shrink to a small
         # region of the prior and samples from p(z) decode to nothing.
-        marginal = mmd_imq(z, model.prior_sample(z.shape[0], device=z.device, dtype=z.dtype))
+        marginal = mmd_imq(z.float(), model.prior_sample(z.shape[0], device=z.device))
         encoder_loss = encoder_loss + weights.marginal * marginal
         logs["marginal_mmd"] = marginal
 
     # Generative game (eq. 19, V_G): the decoder moves the fake term, the encoder both terms through z.
-    h_fake = generative.image_features(x_fake)
-    d_real, d_fake = generative.score(h_x_generative, z), generative.score(h_fake, z)
+    h_fake = generative.image_features(x_fake.to(x.dtype))
+    d_real, d_fake = generative.score(h_x_generative, z), generative.score(h_fake, z_fake)
     decoder_loss = weights.generative * generative_critic_value(d_real, d_fake)
+    x_recon, h_recon = x_fake[:n_recon].float(), h_fake[:n_recon].float()
     if weights.feature:
-        feature = (h_fake - h_x_generative).pow(2).sum(1).mean()  # per-image sums: on the scale of a log-likelihood
+        # per-image sums: on the scale of a log-likelihood
+        feature = (h_recon - h_x_generative[:n_recon].float()).pow(2).sum(1).mean()
         decoder_loss = decoder_loss + weights.feature * feature
         logs["feature_recon"] = feature
     if weights.pixel:
-        pixel = (x_fake - x).abs().flatten(1).sum(1).mean()  # = -log Laplace(x | G(z), b=1/weight) + const
+        pixel = (x_recon - x[:n_recon]).abs().flatten(1).sum(1).mean()  # = -log Laplace(x | G(z), b=1/weight) + const
         decoder_loss = decoder_loss + weights.pixel * pixel
         logs["pixel_recon"] = pixel
     if weights.cycle:
-        z_prior = model.prior_sample(x.shape[0], device=x.device, dtype=x.dtype)
-        cycle = (model.encoder(model.decoder(z_prior)) - z_prior).pow(2).sum(1).mean()  # per-code sums, like the rest
+        z_prior = model.prior_sample(x.shape[0], device=x.device, dtype=z.dtype)
+        cycle = (model.encoder(model.decoder(z_prior)) - z_prior).float().pow(2).sum(1).mean()  # per-code sums
         decoder_loss = decoder_loss + weights.cycle * cycle
         logs["latent_cycle"] = cycle
 
     logs["encoder"], logs["decoder"] = encoder_loss, decoder_loss
-    logs["recon_mse"] = F.mse_loss(x_fake.detach(), x)
+    logs["recon_mse"] = F.mse_loss(x_recon.detach(), x[:n_recon])
     return Losses(encoder=encoder_loss, decoder=decoder_loss, logs=_floats(logs))

@@ -45,11 +45,13 @@ class TrainConfig:
     decoder_noise_dim: int = 0
     width: int = 32
     critic_width: int | None = None
+    shared_critic_trunk: bool = False
     objective: str = "informative"
     objective_weights: dict[str, float] = dataclasses.field(default_factory=dict)
     # optimisation
     steps: int = 10_000
     epochs: float | None = None  # if set, overrides steps
+    max_minutes: float | None = None  # stop (and save) after this much training time in one invocation
     batch_size: int = 64
     lr: float = 2e-4  # encoder + decoder
     critic_lr: float = 2e-4
@@ -68,6 +70,7 @@ class TrainConfig:
     init: str | None = None  # start from a pretrained model (zoo name, Hub repo or folder): fine-tuning
     sample_every: int = 500
     checkpoint_every: int = 1000
+    sampler_components: int = 10  # components of the Gaussian mixture fitted on the codes at the end; 0 = none
     log_every: int = 25
     # divergence guard
     max_critic_value: float = 1e4  # |critic output| past this counts as divergence
@@ -233,6 +236,84 @@ class MetricsLog:
             self.tb.close()
 
 
+# ------------------------------------------------------------------------------------------------ one step
+def game_step(model, batches: list, opt_critic, opt_autoencoder, *, autocast=None, scalers=None, sync=None):
+    """One step of the game (eq. 19): a critic update per batch, then one encoder/decoder update on the last batch.
+
+    ``autocast``: a torch.autocast context (or None); ``scalers``: (critic, autoencoder) GradScalers for fp16;
+    ``sync``: called with a list of parameters after each backward (DDP's gradient average). Returns the critic
+    and autoencoder :class:`~bavae.objectives.Losses` and the two summed losses.
+    """
+    import contextlib
+
+    import torch
+
+    autocast = autocast or contextlib.nullcontext()
+    scaler_critic, scaler_ae = scalers or (None, None)
+    sync = sync or (lambda params: None)
+
+    def update(loss, opt, params, scaler) -> None:
+        opt.zero_grad(set_to_none=True)
+        (scaler.scale(loss) if scaler else loss).backward()
+        sync(params)
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+
+    for i, x in enumerate(batches):  # 1) both critics ascend their value functions (eq. 6 and 14)
+        with autocast:
+            # The last batch is encoded and decoded with autograd on and step 2 reuses that pass: the critics see
+            # detached copies and their update leaves the encoder/decoder graph valid.
+            with torch.set_grad_enabled(i == len(batches) - 1):
+                z = model.encoder(x)
+                z_fake, x_fake = model.fake_pairs(z)  # reconstructions, then decoded prior codes
+            critic = model.critic_losses(x, z, z_fake, x_fake)
+            critic_loss = critic.inference_critic + critic.generative_critic
+        update(critic_loss, opt_critic, model.critic_parameters(), scaler_critic)
+
+    model.inference_critic.requires_grad_(False)  # 2) encoder and decoder descend eq. 19 (+ extra terms)
+    model.generative_critic.requires_grad_(False)
+    try:
+        with autocast:  # a separate block: autocast's cache of cast weights would hold pre-step critic weights
+            # same batch, codes and real-image critic features (one critic step old) as the last critic step
+            ae = model.autoencoder_losses(x, z, z_fake, x_fake, real_features=critic.real_features)
+            ae_loss = ae.encoder + ae.decoder
+        update(ae_loss, opt_autoencoder, model.autoencoder_parameters(), scaler_ae)
+    finally:
+        model.inference_critic.requires_grad_(True)
+        model.generative_critic.requires_grad_(True)
+    return critic, ae, critic_loss, ae_loss
+
+
+# ------------------------------------------------------------------------------------------------ samplers
+def fit_latent_sampler(model, dataset, components: int = 10, max_codes: int = 60_000, batch_size: int = 500,
+                       seed: int = 0, progress: bool = True):
+    """Fit a Gaussian mixture on the codes of up to ``max_codes`` training images (one posterior draw each, spread
+    over the whole set) and attach it to ``model``; :meth:`BAVAE.sample` then draws from it. Returns the sampler."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .samplers import GaussianMixtureSampler
+
+    n = min(max_codes, len(dataset))
+    index = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, index), batch_size=batch_size)
+    generator = torch.Generator(model.device).manual_seed(seed)
+    codes = [model.encode(x.to(model.device), generator=generator).float().cpu()
+             for x in tqdm(loader, desc="encoding for the sampler", disable=not progress, leave=False)]
+    codes = torch.cat(codes)
+    # A full covariance has d(d+1)/2 numbers: keep at least 2(d+1) codes per component, or the mixture copies codes
+    supported = max(1, len(codes) // (2 * (codes.shape[1] + 1)))
+    if components > supported:
+        print(f"fitting {supported} mixture component(s), not {components}: {len(codes)} codes of dimension "
+              f"{codes.shape[1]} support no more", file=sys.stderr)
+    sampler = GaussianMixtureSampler.fit(codes, min(components, supported), seed=seed)
+    model.set_latent_sampler(sampler)
+    return sampler
+
+
 # ------------------------------------------------------------------------------------------------ training
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) training as ``cfg`` says; returns the output folder."""
@@ -255,10 +336,12 @@ def train(cfg: TrainConfig) -> Path:
     master = rank == 0
     if cfg.precision not in PRECISIONS:
         raise TrainingError(f"--precision must be one of {PRECISIONS}, got {cfg.precision!r}")
-    amp = cfg.precision != "fp32" and device.type == "cuda"
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise TrainingError(f"--precision fp16 needs CUDA (this run is on {device.type}); on the CPU use bf16")
+    amp = cfg.precision != "fp32"  # bf16 autocast runs on the CPU too (oneDNN; fast where the CPU has avx512_bf16)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
     # fp16 needs loss scaling; one scaler per optimiser, since each steps on its own schedule (critic_steps)
-    scaler_critic, scaler_ae = (torch.amp.GradScaler("cuda", enabled=amp and cfg.precision == "fp16") for _ in range(2))
+    scalers = (torch.amp.GradScaler("cuda"), torch.amp.GradScaler("cuda")) if cfg.precision == "fp16" else None
     out = Path(cfg.out)
     state_path = out / STATE_NAME
     resuming = state_path.exists()
@@ -282,7 +365,7 @@ def train(cfg: TrainConfig) -> Path:
             arch=cfg.arch, image_size=image_size, channels=cfg.channels or natural_channels(cfg.dataset),
             latent_dim=cfg.latent_dim, posterior_noise_dim=cfg.posterior_noise_dim,
             decoder_noise_dim=cfg.decoder_noise_dim, width=cfg.width, critic_width=cfg.critic_width,
-            objective=cfg.objective, objective_weights=cfg.objective_weights)
+            shared_critic_trunk=cfg.shared_critic_trunk, objective=cfg.objective, objective_weights=cfg.objective_weights)
     model = BAVAE(model_config)
     if cfg.init and not resuming:
         model.load_state_dict(init_model.state_dict())
@@ -365,7 +448,8 @@ def train(cfg: TrainConfig) -> Path:
             dist.barrier()
 
     if cfg.compile:  # compile the heavy sub-networks in place; state-dict keys stay the same
-        for net in (model.encoder.trunk, model.decoder.body, model.inference_critic.trunk, model.generative_critic.trunk):
+        trunks = {id(m): m for m in (model.inference_critic.image_trunk, model.generative_critic.image_trunk)}
+        for net in (model.encoder.trunk, model.decoder.body, *trunks.values()):
             net.compile()
 
     def sync_gradients(params) -> None:
@@ -402,53 +486,27 @@ def train(cfg: TrainConfig) -> Path:
     from tqdm.auto import tqdm
 
     progress = tqdm(total=total_steps, initial=step, disable=not master, dynamic_ncols=True, desc="bavae train")
-    autocast = torch.autocast(device.type, dtype=amp_dtype, enabled=amp) if amp else torch.autocast("cpu", enabled=False)
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp else torch.autocast("cpu", enabled=False)
     data_iter = batches(step)
     t0, images_seen = time.perf_counter(), 0
     while step < total_steps:
         try:
-            for i in range(cfg.critic_steps):  # 1) both critics ascend their value functions (eq. 6 and 14)
-                _, x = next(data_iter)
-                x = x.to(device, non_blocking=True)
-                with autocast:
-                    # The last batch is encoded and decoded with autograd on and step 2 reuses that pass: the critics
-                    # see detached copies and their update leaves the encoder/decoder graph valid.
-                    with torch.set_grad_enabled(i == cfg.critic_steps - 1):
-                        z = model.encoder(x)
-                        x_fake = model.decoder(z)
-                    critic = model.critic_losses(x, z, x_fake)
-                    critic_loss = critic.inference_critic + critic.generative_critic
-                opt_critic.zero_grad(set_to_none=True)
-                scaler_critic.scale(critic_loss).backward()
-                sync_gradients(model.critic_parameters())
-                scaler_critic.step(opt_critic)
-                scaler_critic.update()
-
-            model.inference_critic.requires_grad_(False)  # 2) encoder and decoder descend eq. 19 (+ extra terms)
-            model.generative_critic.requires_grad_(False)
-            with autocast:  # a separate block: autocast's cache of cast weights would hold pre-step critic weights
-                ae = model.autoencoder_losses(x, z, x_fake)  # same batch and codes as the last critic step
-                ae_loss = ae.encoder + ae.decoder
-            opt_ae.zero_grad(set_to_none=True)
-            scaler_ae.scale(ae_loss).backward()
-            sync_gradients(model.autoencoder_parameters())
-            scaler_ae.step(opt_ae)
-            scaler_ae.update()
-            model.inference_critic.requires_grad_(True)
-            model.generative_critic.requires_grad_(True)
-
+            xs = [next(data_iter)[1].to(device, non_blocking=True) for _ in range(cfg.critic_steps)]
+            critic, ae, critic_loss, ae_loss = game_step(model, xs, opt_critic, opt_ae, autocast=autocast,
+                                                         scalers=scalers, sync=sync_gradients)
             scalars = {**critic.logs, **ae.logs}
             worst = max(abs(scalars["t_posterior"]), abs(scalars["d_real"]), abs(scalars["d_fake"]))
             finite = math.isfinite(critic_loss.item()) and math.isfinite(ae_loss.item())
-            bad = torch.tensor(float(not finite or worst > cfg.max_critic_value), device=device)
-            if ddp:  # every rank must take the same branch
-                dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-            if bad.item():
+            out_of_time = cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes
+            flags = torch.tensor([float(not finite or worst > cfg.max_critic_value), float(out_of_time)],
+                                 device=device)
+            if ddp:  # every rank must take the same branches
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            bad, out_of_time = flags.tolist()
+            if bad:
                 raise Diverged(f"step {step}: critic loss {critic_loss.item():.3g}, autoencoder loss "
                                f"{ae_loss.item():.3g}, largest critic output {worst:.3g}")
-        except Diverged as why:  # 3) divergence guard: back to the last good checkpoint at half the learning rate
-            model.inference_critic.requires_grad_(True)
-            model.generative_critic.requires_grad_(True)
+        except Diverged as why:  # divergence guard: back to the last good checkpoint at half the learning rate
             count, scale_before = recoveries + 1, lr_scale
             if count > cfg.max_recoveries:
                 progress.close()
@@ -465,13 +523,18 @@ def train(cfg: TrainConfig) -> Path:
             log.write(step, {"recovery": recoveries, "lr_scale": lr_scale}, csv_row=False)
             continue
 
-        with torch.no_grad():  # 4) EMA of the encoder and decoder (warm-up so early steps are not frozen in)
+        with torch.no_grad():  # 3) EMA of the encoder and decoder (warm-up so early steps are not frozen in)
             decay = min(cfg.ema_decay, (1 + step) / (10 + step))
             ema_params = [*ema.encoder.parameters(), *ema.decoder.parameters()]
             torch._foreach_lerp_(ema_params, model.autoencoder_parameters(), 1 - decay)
         step += 1
         images_seen += cfg.batch_size * cfg.critic_steps
         progress.update(1)
+        if out_of_time:  # this step is the last: sample, checkpoint and save as at the planned end
+            total_steps = step
+            if master:
+                progress.write(f"--max-minutes {cfg.max_minutes:g} reached at step {step}; continue with "
+                               f"`bavae train --resume {out}`", file=sys.stderr)
 
         if step % cfg.log_every == 0 or step == total_steps:
             scalars["images_per_s"] = images_seen / (time.perf_counter() - t0)
@@ -489,6 +552,9 @@ def train(cfg: TrainConfig) -> Path:
 
     progress.close()
     log.close()
+    if master and cfg.sampler_components:  # the sampler belongs to the saved (EMA) model, fitted once at the end
+        fit_latent_sampler(ema, dataset, cfg.sampler_components, seed=cfg.seed)
+        ema.save_pretrained(out)
     if ddp:
         dist.destroy_process_group()
     return out
@@ -549,11 +615,15 @@ def _validate(cfg: TrainConfig) -> None:
 @click.option("--decoder-noise-dim", type=int, default=0)
 @click.option("--width", type=int, default=32)
 @click.option("--critic-width", type=int, default=None)
+@click.option("--shared-critic-trunk/--separate-critic-trunks", default=False,
+              help="One image trunk with two heads for the two critics (faster), or one trunk each.")
 @click.option("--objective", default="informative", help="paper (eq. 19 as published) or informative.")
 @click.option("--objective-weight", "objective_weights", multiple=True, metavar="NAME=VALUE",
               help="Override one weight of the objective, e.g. --objective-weight pixel=0.5 (repeatable).")
 @click.option("--steps", type=int, default=10_000)
 @click.option("--epochs", type=float, default=None, help="Train for this many epochs instead of --steps.")
+@click.option("--max-minutes", type=float, default=None,
+              help="Stop after this many minutes of training (saving as at the end); --resume goes on.")
 @click.option("--batch-size", type=int, default=64)
 @click.option("--lr", type=float, default=2e-4, help="Encoder and decoder learning rate.")
 @click.option("--critic-lr", type=float, default=2e-4)
@@ -561,7 +631,8 @@ def _validate(cfg: TrainConfig) -> None:
 @click.option("--ema-decay", type=float, default=0.999)
 @click.option("--seed", type=int, default=0)
 @click.option("--device", type=click.Choice(DEVICES), default="auto")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", help="bf16/fp16 use AMP on CUDA.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32",
+              help="bf16: autocast on CUDA or the CPU; fp16: autocast with loss scaling, CUDA only.")
 @click.option("--compile/--no-compile", default=False, help="torch.compile the sub-networks.")
 @click.option("--num-workers", type=int, default=0)
 @click.option("--out", default="runs/bavae", help="Output folder.")
@@ -569,6 +640,8 @@ def _validate(cfg: TrainConfig) -> None:
 @click.option("--init", default=None, help="Start from a pretrained model (zoo name, Hub repo or folder).")
 @click.option("--sample-every", type=int, default=500)
 @click.option("--checkpoint-every", type=int, default=1000)
+@click.option("--sampler-components", type=int, default=10,
+              help="Components of the Gaussian mixture fitted on the training codes at the end (0: none).")
 @click.option("--log-every", type=int, default=25)
 @click.pass_context
 def train_command(ctx: click.Context, config_file: str | None, resume: str | None, objective_weights: tuple[str, ...],

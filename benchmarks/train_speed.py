@@ -2,13 +2,16 @@
 
     python benchmarks/train_speed.py --arch dcgan --image-size 32 --batch-size 64 --device cpu
 
-Both models take turns (ABAB... rounds of --steps steps each) so machine noise hits both alike; the report
-is images/s of each and their ratio. Random inputs: data loading is not what is measured.
+Every setup takes turns (ABCD... rounds of --steps steps each) so machine noise hits all alike; the report is
+images/s of each and the ratios against the VAE in fp32 and in bf16. BAVAE steps are `bavae.train.game_step`,
+the training loop's own step. Random inputs: data loading is not what is measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import platform
 import time
@@ -19,6 +22,15 @@ from torch.nn import functional as F
 
 from bavae import BAVAE, BAVAEConfig, nets
 from bavae.nets.common import hidden_dim
+from bavae.train import game_step
+
+# name -> (config overrides, precision). "first release": the recipe before the sample-quality work.
+SETUPS = {
+    "bavae first release (2 trunks, posterior fakes, fp32)": (
+        dict(shared_critic_trunk=False, objective_weights={"prior_fakes": 0.0}), "fp32"),
+    "bavae shared trunk, prior fakes, fp32": (dict(shared_critic_trunk=True), "fp32"),
+    "bavae shipped (shared trunk, prior fakes, bf16)": (dict(shared_critic_trunk=True), "bf16"),
+}
 
 
 class GaussianVAE(nn.Module):
@@ -38,24 +50,6 @@ class GaussianVAE(nn.Module):
         recon = F.mse_loss(self.decoder(z), x, reduction="none").flatten(1).sum(1)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
         return (recon + kl).mean()
-
-
-def bavae_step(model: BAVAE, opt_c, opt_ae, x):
-    """One step of bavae.train's loop with critic_steps=1, fp32, one process: keep the two in step."""
-    z = model.encoder(x)  # one encoder/decoder pass with autograd serves both players
-    x_fake = model.decoder(z)
-    critic = model.critic_losses(x, z, x_fake)
-    opt_c.zero_grad(set_to_none=True)
-    (critic.inference_critic + critic.generative_critic).backward()
-    opt_c.step()
-    model.inference_critic.requires_grad_(False)
-    model.generative_critic.requires_grad_(False)
-    ae = model.autoencoder_losses(x, z, x_fake)
-    opt_ae.zero_grad(set_to_none=True)
-    (ae.encoder + ae.decoder).backward()
-    opt_ae.step()
-    model.inference_critic.requires_grad_(True)
-    model.generative_critic.requires_grad_(True)
 
 
 def vae_step(model: GaussianVAE, opt, x):
@@ -80,15 +74,30 @@ def main() -> None:
     args = p.parse_args()
 
     device = torch.device(args.device)
-    config = BAVAEConfig(arch=args.arch, image_size=args.image_size, channels=args.channels, width=args.width,
-                         critic_width=args.critic_width)
-    torch.manual_seed(0)
-    bavae_model, vae = BAVAE(config).to(device).train(), GaussianVAE(config).to(device).train()
-    opt_c = torch.optim.Adam(bavae_model.critic_parameters(), 2e-4, betas=(0.5, 0.999))
-    opt_ae = torch.optim.Adam(bavae_model.autoencoder_parameters(), 2e-4, betas=(0.5, 0.999))
-    opt_vae = torch.optim.Adam(vae.parameters(), 2e-4)
+    base = BAVAEConfig(arch=args.arch, image_size=args.image_size, channels=args.channels, width=args.width,
+                       critic_width=args.critic_width)
     x = torch.rand(args.batch_size, args.channels, args.image_size, args.image_size, device=device)
-    runs = {"bavae": lambda: bavae_step(bavae_model, opt_c, opt_ae, x), "vae": lambda: vae_step(vae, opt_vae, x)}
+
+    def autocast(precision: str):
+        return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        vae = GaussianVAE(base).to(device).train()
+        opt = torch.optim.Adam(vae.parameters(), 2e-4)
+
+        def run_vae(vae=vae, opt=opt, precision=precision):
+            with autocast(precision):
+                vae_step(vae, opt, x)
+
+        runs[f"gaussian vae {precision}"] = run_vae
+    for name, (overrides, precision) in SETUPS.items():
+        torch.manual_seed(0)
+        model = BAVAE(dataclasses.replace(base, **overrides)).to(device).train()
+        opt_c = torch.optim.Adam(model.critic_parameters(), 2e-4, betas=(0.5, 0.999))
+        opt_ae = torch.optim.Adam(model.autoencoder_parameters(), 2e-4, betas=(0.5, 0.999))
+        runs[name] = lambda m=model, c=opt_c, a=opt_ae, pr=precision: game_step(m, [x], c, a, autocast=autocast(pr))
 
     def timed(fn) -> float:
         if device.type == "cuda":
@@ -102,22 +111,26 @@ def main() -> None:
 
     for fn in runs.values():  # warm-up
         fn()
+        fn()
     seconds = {name: 0.0 for name in runs}
     for _ in range(args.rounds):
         for name, fn in runs.items():
             seconds[name] += timed(fn)
     n = args.steps * args.rounds
     result = {name: {"steps_per_s": n / s, "images_per_s": n * args.batch_size / s} for name, s in seconds.items()}
-    result["ratio_bavae_over_vae"] = result["bavae"]["images_per_s"] / result["vae"]["images_per_s"]
-    result["setup"] = {**vars(args), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                       "machine": platform.processor() or platform.machine(),
-                       "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+    for name in runs:
+        for precision in ("fp32", "bf16"):
+            vae = result[f"gaussian vae {precision}"]["images_per_s"]
+            result[name][f"over_vae_{precision}"] = result[name]["images_per_s"] / vae
+    setup = {**vars(args), "torch": torch.__version__, "threads": torch.get_num_threads(),
+             "machine": platform.processor() or platform.machine(),
+             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps({"results": result, "setup": setup}, indent=2))
     else:
-        for name in runs:
-            print(f"{name:>6}: {result[name]['steps_per_s']:7.2f} steps/s  {result[name]['images_per_s']:8.1f} images/s")
-        print(f"BAVAE / VAE images/s: {result['ratio_bavae_over_vae']:.2f}x")
+        print("| setup | images/s | / VAE fp32 | / VAE bf16 |\n|---|---|---|---|")
+        for name, r in result.items():
+            print(f"| {name} | {r['images_per_s']:.1f} | {r['over_vae_fp32']:.2f}x | {r['over_vae_bf16']:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -203,3 +203,29 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert bavae.load(str(out)).sample(1).shape == (1, 1, 28, 28)
     assert len(list(out.glob("model.safetensors"))) == 1
+
+
+def test_two_nodes_through_the_c10d_rendezvous(tmp_path):
+    """Multi-node training as docs/training.md shows it: two torchrun agents (two "nodes", one process each) meet
+    through torchrun's c10d rendezvous on 127.0.0.1 and train one model with gloo."""
+    import socket
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    with socket.socket() as s:  # a free port for the rendezvous store
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "multinode"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    cmd = [torchrun, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+           "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "bavae-test", "--max-restarts", "0",
+           "-m", "bavae.train", "--device", "cpu", "--dataset", "fashion-mnist", "--limit", "256", "--arch", "mlp",
+           "--steps", "4", "--sample-every", "0", "--sampler-components", "1", "--out", str(out), *TINY]
+    nodes = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    results = [node.communicate(timeout=240) for node in nodes]
+    for node, (_, err) in zip(nodes, results):
+        assert node.returncode == 0, err[-3000:]
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]  # one run of 4 steps, logged once (rank 0)
+    assert json.loads((out / "train_config.json").read_text())["steps"] == 4
+    assert torch.isfinite(bavae.load(str(out)).sample(2)).all()

@@ -104,6 +104,7 @@ class PairCritic(nn.Module):
     def __init__(self, trunk: nn.Module, feature_dim: int, latent_dim: int, hidden: int, spectral_norm: bool = True):
         super().__init__()
         self.trunk = trunk
+        self._trunk_owner: tuple[PairCritic, ...] = ()  # set by borrow_trunk; a tuple, so it is not a submodule
         self.code_net = mlp(latent_dim, hidden, hidden)
         self.from_image = nn.Linear(feature_dim, hidden)
         self.from_code = nn.Linear(hidden, hidden, bias=False)
@@ -111,20 +112,35 @@ class PairCritic(nn.Module):
         if spectral_norm:
             apply_spectral_norm(self)
 
+    def borrow_trunk(self, owner: PairCritic) -> None:
+        """Score on ``owner``'s image trunk instead of an own one: one trunk, two heads. One trunk pass over a batch
+        then serves both critics. The trunk stays registered in ``owner`` alone, so its weights are saved, stepped
+        and copied once."""
+        del self.trunk
+        self._trunk_owner = (owner,)
+
+    @property
+    def image_trunk(self) -> nn.Module:
+        return self._trunk_owner[0].trunk if self._trunk_owner else self.trunk
+
+    def shares_trunk_with(self, other: PairCritic) -> bool:
+        return self.image_trunk is other.image_trunk
+
     def image_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(x)
+        return self.image_trunk(x)
 
     def score(self, features: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Scores of shape (N,) for pairs (x_i, z_i), given image_features(x)."""
-        return self.head(self.from_image(features) + self.from_code(self.code_net(z))).squeeze(-1)
+        """Scores of shape (N,) for pairs (x_i, z_i), given image_features(x). Float32 even under autocast: the
+        value functions exponentiate them."""
+        return self.head(self.from_image(features) + self.from_code(self.code_net(z))).squeeze(-1).float()
 
     def pairwise_scores(self, features: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Scores of shape (N_x, N_z) for every pair (x_i, z_j), given image_features(x)."""
         hx, hz = self.from_image(features), self.from_code(self.code_net(z))
-        return self.head(hx[:, None, :] + hz[None, :, :]).squeeze(-1)
+        return self.head(hx[:, None, :] + hz[None, :, :]).squeeze(-1).float()
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.score(self.trunk(x), z)
+        return self.score(self.image_trunk(x), z)
 
 
 def conv_stages(image_size: int) -> int:

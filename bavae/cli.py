@@ -133,7 +133,7 @@ def _batched(fn, x, model, seed: int | None, batch: int = 256):
 def _save_npz(path: Path, **arrays: Any) -> None:
     import numpy as np
 
-    from .model import atomic_write
+    from .files import atomic_write
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a bare name
@@ -470,9 +470,13 @@ def push_command(model_dir: str, repo_id: str, branch: str | None, private: bool
 
     Uploads config.json, model.safetensors, a model card (README.md) and samples.png in one commit.
     """
+    from .train import train_command_line
     from .zoo import push
 
-    info = push(model_dir, repo_id, revision=branch, private=private, token=token)
+    train_config_file = Path(model_dir).expanduser() / "train_config.json"  # a `bavae train` run: its command
+    train_config = json.loads(train_config_file.read_text()) if train_config_file.is_file() else {}
+    info = push(model_dir, repo_id, revision=branch, private=private, token=token,
+                train_command=train_command_line(train_config) if train_config else None)
     click.echo(f"pushed {model_dir} to {repo_id}: {info.commit_url} (load it with bavae.load({repo_id!r}))")
 
 

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import zoo
+from .files import hash_problem
 
 CLASSIFIER_NAME = "fashionmnist-classifier"
 # The record is the source of truth for the bundled file (as for the zoo's models): checked before loading.
@@ -98,7 +99,7 @@ def load_classifier(device: Any = None, path: str | Path | None = None) -> Fashi
         raise WeightsError(f"the Fashion-MNIST classifier is missing from {folder} (expected {zoo.CONFIG_NAME} and "
                            f"{zoo.WEIGHTS_NAME}); reinstall bavae or run benchmarks/train_classifier.py")
     if path is None:
-        problem = zoo._hash_problem(weights, CLASSIFIER_SHA256)
+        problem = hash_problem(weights, CLASSIFIER_SHA256)
         if problem:
             raise WeightsError(f"{problem}; not loaded")
     cfg = json.loads(config.read_text())

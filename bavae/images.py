@@ -144,7 +144,7 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
     """Write a PNG grid of (N, C, H, W) images in [0, 1] atomically; return (rows, columns)."""
     from PIL import Image
 
-    from .model import atomic_write
+    from .files import atomic_write
 
     n = images.shape[0]
     ncol = nrow or math.ceil(math.sqrt(n))

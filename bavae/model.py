@@ -14,7 +14,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import nets, objectives, samplers
-from .zoo import _hash_problem, sha256_file  # zoo imports no torch; sha256_file is re-exported here
+from .files import atomic_write, hash_problem, sha256_file  # atomic_write, sha256_file: re-exported here
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -111,28 +110,6 @@ class BAVAEConfig:
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a JSON object of config fields")
         return cls.from_dict(data)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike, write: Any) -> None:
-    """Call ``write(tmp_path)`` then fsync and rename over ``path``: readers see the old file or the new, never half."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would have
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class WeightsError(ValueError):
@@ -348,7 +325,7 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
                       local_files_only=local_files_only, token=token)
             config_file = Path(hf_hub_download(filename=CONFIG_NAME, **dl))
             weights_file = Path(hf_hub_download(filename=WEIGHTS_NAME, **dl))
-            problem = _hash_problem(weights_file, expected_sha256)  # or the Hub's sha256 (the cache's blob name)
+            problem = hash_problem(weights_file, expected_sha256)  # or the Hub's sha256 (the cache's blob name)
             if problem:
                 raise WeightsError(f"{problem}; not loaded (bavae.load evicts and downloads it again)")
             expected_sha256 = None  # checked: from_files need not hash the file again

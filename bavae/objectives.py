@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
+
 import torch
 from torch import nn
 from torch.nn import functional as F

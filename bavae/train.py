@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -149,7 +150,7 @@ def save_training_state(path: Path, *, model, ema, opt_critic, opt_ae, step: int
     """One safetensors file holds every tensor; the JSON state rides in its metadata: one atomic rename."""
     from safetensors.torch import save_file
 
-    from .model import atomic_write
+    from .files import atomic_write
 
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
@@ -179,7 +180,7 @@ def load_training_state(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def grid_png(images, path: Path, nrow: int) -> None:
     from torchvision.utils import save_image
 
-    from .model import atomic_write
+    from .files import atomic_write
 
     atomic_write(path, lambda p: save_image(images, p, nrow=nrow, format="png"))
 
@@ -682,6 +683,23 @@ def train_command(ctx: click.Context, config_file: str | None, resume: str | Non
         click.echo(f"bavae train: error: {e}", err=True)
         ctx.exit(2)
     click.echo(f"saved the model to {out} (load it with bavae.load({str(out)!r}))")
+
+
+def train_command_line(train_config: dict[str, Any]) -> str:
+    """Rebuild the `bavae train` command line from a run's train_config.json, through the command's own options."""
+    parts = ["bavae", "train"]
+    for p in train_command.params:
+        value = train_config.get(p.name)
+        if not isinstance(p, click.Option) or p.name in ("config_file", "resume") or value in (None, {}):
+            continue
+        flag = max(p.opts, key=len)
+        if p.is_flag:
+            parts.append(flag if value else max(p.secondary_opts, key=len, default=""))
+        elif isinstance(value, dict):  # --objective-weight NAME=VALUE, repeated
+            parts += [x for k, v in value.items() for x in (flag, f"{k}={v}")]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(p for p in parts if p)
 
 
 def main() -> None:

@@ -18,14 +18,9 @@ Where :func:`load` looks, in order:
      For a branch revision of a non-zoo repo the client asks the Hub for the current commit first and, when the
      Hub cannot be reached (or answers 5xx), falls back to the cached copy by itself (huggingface_hub 2.4).
 
-Every downloaded or bundled weight file is checked before it is loaded:
-  * zoo records: against the record's ``sha256`` (the record is the source of truth);
-  * other Hub repos: against the hash the Hub published for the file. The Hub's ETag of an LFS file (``.safetensors``
-    are LFS) is its sha256, of a regular file its git blob sha1, and the cache names each blob after that ETag;
-    the file's content must hash to its blob's name. (Where the cache cannot use symlinks, e.g. Windows without
-    developer mode, the blob name is not visible and the check is skipped.)
-A file that fails is deleted from the cache (nothing ever loads it), downloaded once more, and if it is still
-wrong the load fails naming the file and both hashes.
+Every downloaded or bundled weight file is checked before it is loaded: against the record's ``sha256`` (the record
+is the source of truth), else against the hash the Hub published for it (:mod:`bavae.hub` downloads, checks and
+evicts; it also pushes and writes model cards).
 """
 
 from __future__ import annotations
@@ -33,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
-import hashlib
 import os
 import re
 import shlex
@@ -41,25 +35,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+# `name as name`: re-exported, importable from bavae.zoo as before files.py and hub.py took them over
+from .files import sha256_file as sha256_file
+from .hub import CARD_NAME as CARD_NAME
+from .hub import CONFIG_NAME, WEIGHTS_NAME, WeightsUnavailableError, fetch_model_files, folder_files, push
+from .hub import SAMPLES_NAME as SAMPLES_NAME
+from .hub import model_card as _hub_model_card
+
 if TYPE_CHECKING:  # torch and the Hub client load on first use: `bavae list` stays instant
     import torch
-    from huggingface_hub import CommitInfo, ModelCard
 
+    from .hub import ModelCard  # huggingface_hub's, through the one module that talks to it
     from .model import BAVAE
 
-CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME = "config.json", "model.safetensors", "README.md", "samples.png"
 DEFAULT_MODEL = "bavae-fashionmnist32"
 WEIGHTS_DIR_ENV = "BAVAE_WEIGHTS_DIR"
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_HEX64, _HEX40 = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9a-f]{40}")
 
 
 class UnknownModelError(ValueError):
     """Not a zoo name, a local folder or a Hub repo id."""
-
-
-class WeightsUnavailableError(ValueError):
-    """The weights are neither bundled, nor in the cache, nor downloadable right now."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +157,7 @@ def load(name_or_path: str | os.PathLike, device: Any = None, revision: str | No
     hub = dict(token=token, cache_dir=cache_dir)
     folder = Path(name).expanduser()
     if folder.is_dir():
-        config, weights = _folder_files(folder)
+        config, weights = folder_files(folder)
         return _build(config, weights, None, device)
     if name in _MODELS:
         return _load_record(_MODELS[name], revision, device, hub)
@@ -172,7 +167,7 @@ def load(name_or_path: str | os.PathLike, device: Any = None, revision: str | No
         if name.startswith((".", "~", os.sep)) or os.sep in name:
             raise UnknownModelError(f"no model folder {name} (and it is neither a zoo name nor a Hub repo id)")
         raise _unknown(name)
-    config, weights = _hub_files(name, revision, None, None, cache_first=False, **hub)
+    config, weights = fetch_model_files(name, revision, None, None, cache_first=False, **hub)
     return _build(config, weights, None, device)
 
 
@@ -186,14 +181,14 @@ def _load_record(record: ModelRecord, revision: str | None, device: Any, hub: di
     # without asking the Hub. An unpublished record (sha256 None) is read like any Hub repo.
     known = pinned and record.sha256 is not None
     try:
-        config, weights = _hub_files(record.hf_hub_id, record.revision if pinned else revision,
-                                     record.config if known else None, record.sha256 if known else None,
-                                     cache_first=pinned, **hub)
+        config, weights = fetch_model_files(record.hf_hub_id, record.revision if pinned else revision,
+                                            record.config if known else None, record.sha256 if known else None,
+                                            cache_first=pinned, **hub)
     except WeightsUnavailableError as e:
         raise WeightsUnavailableError(
             f"{record.name}: {e}. To make these weights yourself: `{record.train_command}`; "
             f"to publish them: `{publish_command(record)}`") from None
-    return _build(config, weights, None, device)  # already checked by _hub_files
+    return _build(config, weights, None, device)  # already checked by fetch_model_files
 
 
 def _build(config: Any, weights: Path, sha256: str | None, device: Any) -> BAVAE:
@@ -217,147 +212,6 @@ def _build(config: Any, weights: Path, sha256: str | None, device: Any) -> BAVAE
     return model.eval()
 
 
-def _folder_files(folder: Path) -> tuple[Path, Path]:
-    from .model import WeightsError
-
-    files = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    for f in files:
-        if not f.is_file():
-            raise WeightsError(f"{folder} is not a saved BAVAE: {f.name} is missing "
-                               f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})")
-    return files
-
-
-# ------------------------------------------------------------------------------------------------ the Hub
-def _hub_files(repo_id: str, revision: str | None, config: dict | None, sha256: str | None, *, cache_first: bool,
-               token: Any = None, cache_dir: Any = None) -> tuple[Any, Path]:
-    """(config, weights path) from the cache or the Hub, each file checked (``sha256`` or the Hub's own hash)."""
-    kw = dict(repo_id=repo_id, revision=revision, token=token, cache_dir=cache_dir, cache_first=cache_first)
-    if config is None:
-        config = _fetch_checked(CONFIG_NAME, None, **kw)
-    return config, _fetch_checked(WEIGHTS_NAME, sha256, **kw)
-
-
-def _fetch_checked(filename: str, expected_sha256: str | None, **kw: Any) -> Path:
-    """Download (or find in the cache) one file and check its hash; a bad file is evicted and fetched once more."""
-    path = _download(filename, **kw)
-    problem = _hash_problem(path, expected_sha256)
-    if problem is None:
-        return path
-    _evict(path)
-    try:
-        path = _download(filename, **{**kw, "cache_first": False})
-        problem = _hash_problem(path, expected_sha256)
-    except WeightsUnavailableError as e:  # offline, or the Hub went away: the mismatch is still the news
-        problem += f" (and downloading it again failed: {e})"
-    if problem is None:
-        return path
-    _evict(path)
-    from .model import WeightsError
-
-    raise WeightsError(f"{problem}; the file was deleted from the cache and not loaded")
-
-
-def _hash_problem(path: Path, expected_sha256: str | None) -> str | None:
-    blob = Path(os.path.realpath(path))
-    data_sha256 = sha256_file(blob)
-    if expected_sha256 is not None:
-        if data_sha256 == expected_sha256:
-            return None
-        return f"sha256 mismatch for {path.name} ({blob}): expected {expected_sha256}, got {data_sha256}"
-    published = blob.name  # the cache names blobs after the Hub's ETag
-    if _HEX64.fullmatch(published) and published != data_sha256:
-        return f"sha256 mismatch for {path.name} ({blob}): expected {published} (published by the Hub), got {data_sha256}"
-    if _HEX40.fullmatch(published):
-        h = _digest(blob, hashlib.sha1(b"blob %d\0" % blob.stat().st_size))  # git's blob id: the Hub's ETag
-        if h.hexdigest() != published:
-            return (f"git blob hash mismatch for {path.name} ({blob}): expected {published} (published by the Hub), "
-                    f"got {h.hexdigest()}")
-    return None
-
-
-def _digest(path: str | os.PathLike, h: Any) -> Any:
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    return _digest(path, hashlib.sha256()).hexdigest()
-
-
-def _evict(path: Path) -> None:
-    """Delete a cached file that failed its hash check (its snapshot link and its blob): nothing may load it."""
-    blob = Path(os.path.realpath(path))
-    for p in {Path(path), blob}:
-        try:
-            p.unlink()
-        except OSError:
-            pass
-
-
-def _download(filename: str, *, repo_id: str, revision: str | None, token: Any, cache_dir: Any,
-              cache_first: bool) -> Path:
-    import huggingface_hub
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    kw = dict(repo_id=repo_id, filename=filename, revision=revision, token=token, cache_dir=cache_dir)
-    if cache_first:
-        try:
-            return Path(huggingface_hub.hf_hub_download(**kw, local_files_only=True))
-        except LocalEntryNotFoundError:
-            pass
-    for attempt in range(2):
-        try:
-            return Path(huggingface_hub.hf_hub_download(**kw))
-        except HfHubHTTPError as e:
-            # The client retries 5xx on its metadata request but not on the download itself: one more try.
-            status = e.response.status_code if e.response is not None else None
-            if attempt == 0 and status is not None and status >= 500 and not _is_not_found(e):
-                continue
-            raise WeightsUnavailableError(_why(e, repo_id, filename, revision)) from e
-        except Exception as e:  # the client also lets transport errors through (e.g. a body cut short 5 times)
-            raise WeightsUnavailableError(_why(e, repo_id, filename, revision)) from e
-    raise AssertionError("unreachable")
-
-
-def _is_not_found(e: Exception) -> bool:
-    from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-
-    return isinstance(e, (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError))
-
-
-def _why(e: Exception, repo_id: str, filename: str, revision: str | None) -> str:
-    """One line saying why a Hub file could not be had, in the user's terms."""
-    from huggingface_hub import constants
-    from huggingface_hub.errors import (HfHubHTTPError, LocalEntryNotFoundError, RemoteEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
-
-    where, rev = constants.ENDPOINT, revision or "main"
-    cache = f"the Hugging Face cache ({constants.HF_HUB_CACHE})"
-    if isinstance(e, LocalEntryNotFoundError):
-        if constants.HF_HUB_OFFLINE:
-            return f"the weights are not available offline: HF_HUB_OFFLINE is set and {repo_id}@{rev} is not in {cache}"
-        cause = e.__cause__
-        if isinstance(cause, HfHubHTTPError) and cause.response is not None:
-            return (f"the Hub ({where}) answered {cause.response.status_code} and {repo_id}@{rev} is not in {cache}; "
-                    "try again later")
-        return (f"the weights are not available offline: the Hub ({where}) could not be reached and {repo_id}@{rev} "
-                f"is not in {cache} (set HF_HUB_OFFLINE=1 to skip the Hub's retries when working offline)")
-    if isinstance(e, RepositoryNotFoundError):
-        return (f"the Hub ({where}) has no repo {repo_id} (if it is private or gated, log in with `hf auth login` "
-                f"or pass a token), and it is not in {cache}")
-    if isinstance(e, RevisionNotFoundError):
-        return f"the Hub repo {repo_id} has no revision {rev!r}"
-    if isinstance(e, RemoteEntryNotFoundError):
-        return f"the Hub repo {repo_id}@{rev} has no {filename} (is it a bavae model?)"
-    if isinstance(e, HfHubHTTPError) and e.response is not None:
-        return f"the Hub ({where}) answered {e.response.status_code} for {repo_id}/{filename}; try again later"
-    first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"downloading {repo_id}/{filename}@{rev} from {where} failed ({type(e).__name__}: {first_line})"
-
-
 def zoo_table(pattern: str = "*") -> str:
     """The model zoo as a Markdown table, from the records (the docs site and the README are built from this)."""
     def num(r: ModelRecord, key: str, fmt: str) -> str:
@@ -377,132 +231,21 @@ def zoo_table(pattern: str = "*") -> str:
     return "\n".join(rows)
 
 
-# ------------------------------------------------------------------------------------------------ cards, push
-_HUB_DATASETS = {"fashion-mnist": "zalando-datasets/fashion_mnist"}  # our dataset names -> Hub dataset ids
-
-
+# ------------------------------------------------------------------------------------------------ cards
 def model_card(record_or_model: Any, metrics: dict[str, Any] | None = None, sample_grid_path: str | None = None, *,
                name: str | None = None, repo_id: str | None = None, dataset: str | None = None,
                license: str | None = None, train_command: str | None = None, description: str | None = None
                ) -> ModelCard:
-    """A Hub model card: YAML metadata (library_name bavae, license, tags, datasets, model-index metrics), usage,
-    the training command and a link to a sample grid. Takes a :class:`ModelRecord`, or a BAVAE / BAVAEConfig /
+    """A Hub model card (:func:`bavae.hub.model_card`). Takes a :class:`ModelRecord`, or a BAVAE / BAVAEConfig /
     config dict with the keyword arguments filling in what a record would say."""
-    import json
-
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
     if isinstance(record_or_model, ModelRecord):
         r = record_or_model
-        name, config, load_id = name or r.name, r.config, r.name
-        dataset, license = dataset or r.dataset, license or r.license
-        train_command, description = train_command or r.train_command, description or r.description
-        metrics = {**r.metrics, **(metrics or {})}
-    else:
-        config = getattr(record_or_model, "config", record_or_model)
-        config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-        name = name or (repo_id.split("/")[-1] if repo_id else "bavae-model")
-        load_id = repo_id or name
-    metrics = {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    task = "unconditional-image-generation"
-    data = ModelCardData(
-        library_name="bavae", license=license or "mit", pipeline_tag=task, model_name=name,
-        tags=["bavae", "vae", "gan", "generative", "biadversarial-vae", task],
-        datasets=[_HUB_DATASETS.get(dataset, dataset)] if dataset else None,
-        eval_results=[EvalResult(task_type=task, dataset_type=_HUB_DATASETS.get(dataset, dataset),
-                                 dataset_name=dataset, metric_type=k, metric_value=v) for k, v in metrics.items()]
-        if metrics and dataset else None,
-    )
-    size = f"{config.get('image_size')}x{config.get('image_size')}, {config.get('channels')} channel(s)"
-    lines = [
-        f"# {name}", "",
-        description or (f"A Biadversarial VAE ([arXiv:1902.03517](https://arxiv.org/abs/1902.03517)): implicit "
-                        f"posterior and likelihood, each KL term estimated by its own critic. "
-                        f"`{config.get('arch')}` networks, {size}, latent dimension {config.get('latent_dim')}"
-                        + (f", trained on {dataset}." if dataset else ".")),
-        "", "## Usage", "", "```python", "import bavae", "",
-        f"model = bavae.load({load_id!r})  # eval mode, on cuda when available",
-        "images = model.sample(64)              # (64, C, H, W) in [0, 1]",
-        "codes = model.encode(images)           # samples of q(z|x)",
-        "```", "", "```bash", f"bavae sample -m {load_id} -n 64 -o grid.png", "```", "",
-    ]
-    if sample_grid_path:
-        lines += ["## Samples", "", f"![samples]({sample_grid_path})", ""]
-    if train_command:
-        lines += ["## Training", "", "```bash", train_command, "```", ""]
-    if metrics:
-        lines += ["## Metrics", "", "| metric | value |", "|---|---|",
-                  *(f"| {k} | {v:.4g} |" for k, v in metrics.items()), ""]
-    lines += ["## Config", "", "```json", json.dumps(config, indent=2, sort_keys=True), "```", ""]
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
-
-
-def _train_command_from(train_config: dict[str, Any]) -> str:
-    """Rebuild the `bavae train` command line from a run's train_config.json, through the command's own options."""
-    try:
-        import click
-
-        from .train import train_command
-    except Exception:  # no train module: no command on the card
-        return ""
-    parts = ["bavae", "train"]
-    for p in train_command.params:
-        value = train_config.get(p.name)
-        if not isinstance(p, click.Option) or p.name in ("config_file", "resume") or value in (None, {}):
-            continue
-        flag = max(p.opts, key=len)
-        if p.is_flag:
-            parts.append(flag if value else max(p.secondary_opts, key=len, default=""))
-        elif isinstance(value, dict):  # --objective-weight NAME=VALUE, repeated
-            parts += [x for k, v in value.items() for x in (flag, f"{k}={v}")]
-        else:
-            parts += [flag, str(value)]
-    return shlex.join(p for p in parts if p)
-
-
-def push(model_dir: str | os.PathLike, repo_id: str, revision: str | None = None, private: bool = False,
-         token: str | None = None, *, metrics: dict[str, float] | None = None,
-         commit_message: str = "Upload bavae model") -> CommitInfo:
-    """Upload a saved model folder to the Hub in one commit and return the commit info.
-
-    Uploads ``config.json``, ``model.safetensors``, the model card ``README.md`` and ``samples.png`` (or the newest
-    ``samples/step_*.png`` written by ``bavae train``). The card is the folder's own README.md unless that is
-    missing or the generic one ``save_pretrained`` writes; then :func:`model_card` makes one from the config,
-    ``train_config.json`` (for the training command), ``metrics`` or ``eval.json``. The folder is not modified.
-    ``revision``: a branch, created from main when missing.
-    """
-    import json
-
-    from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
-
-    from .model import BAVAEConfig
-
-    folder = Path(model_dir).expanduser()
-    if not folder.is_dir():
-        raise WeightsUnavailableError(f"{folder} is not a folder")
-    config_file, weights_file = _folder_files(folder)
-    config = BAVAEConfig.from_json_file(config_file)  # refuse to publish what we could not load back
-    samples = folder / SAMPLES_NAME
-    if not samples.is_file():
-        steps = sorted((folder / "samples").glob("step_*.png"))
-        samples = steps[-1] if steps else None
-    card_file = folder / CARD_NAME
-    card = ModelCard.load(card_file) if card_file.is_file() else None
-    if card is None or "model_hub_mixin" in (card.data.tags or []):
-        read = lambda f: json.loads((folder / f).read_text()) if (folder / f).is_file() else {}  # noqa: E731
-        train_config = read("train_config.json")
-        card = model_card(config, metrics if metrics is not None else read("eval.json"),
-                          SAMPLES_NAME if samples else None, repo_id=repo_id, dataset=train_config.get("dataset"),
-                          train_command=_train_command_from(train_config) if train_config else None)
-    ops = [CommitOperationAdd(CONFIG_NAME, str(config_file)), CommitOperationAdd(WEIGHTS_NAME, str(weights_file)),
-           CommitOperationAdd(CARD_NAME, str(card).encode())]
-    if samples:
-        ops.append(CommitOperationAdd(SAMPLES_NAME, str(samples)))
-    api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    if revision:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    return api.create_commit(repo_id, ops, commit_message=commit_message, revision=revision)
+        return _hub_model_card(r.config, {**r.metrics, **(metrics or {})}, sample_grid_path, name=name or r.name,
+                               load_id=r.name, dataset=dataset or r.dataset, license=license or r.license,
+                               train_command=train_command or r.train_command,
+                               description=description or r.description)
+    return _hub_model_card(record_or_model, metrics, sample_grid_path, name=name, repo_id=repo_id, dataset=dataset,
+                           license=license, train_command=train_command, description=description)
 
 
 # ------------------------------------------------------------------------------------------------ the zoo

@@ -17,15 +17,17 @@ from pathlib import Path
 import torch
 
 from bavae import zoo
+from bavae.files import sha256_file
 from bavae.images import save_grid
-from bavae.model import BAVAE, sha256_file
+from bavae.model import BAVAE
+from bavae.train import train_command_line
 
 
 @torch.no_grad()
 def measure(model: BAVAE, dataset: str) -> dict[str, float]:
     """`bavae eval`'s metrics on the test split (10,000 images and samples), plus how far the codes spread
     (1 would match the prior's standard deviation)."""
-    from bavae.eval import EvalSettings, evaluate, _test_images
+    from bavae.eval import EvalSettings, _test_images, evaluate
 
     report = evaluate(model, dataset, settings=EvalSettings(), progress=True)
     x = _test_images(dataset, model.config.image_size, model.config.channels, 2000)[0]
@@ -62,7 +64,7 @@ def main(run: str, name: str, metrics_json: str | None = None) -> None:
         card = zoo.model_card(record, metrics, "samples.png")
     else:
         card = zoo.model_card(model, metrics, "samples.png", name=name, dataset=dataset,
-                              train_command=zoo._train_command_from(state))
+                              train_command=train_command_line(state))
     if dataset == "dsprites":
         card.text += ("\n## Latent traversals\n\nEach row sweeps one code dimension from -2.5 to 2.5 around the code of "
                       "one test image (rows sorted by how much they change the image).\n\n![traversal](traversal.png)\n")

@@ -42,8 +42,8 @@ from tqdm.auto import tqdm
 from bavae import BAVAE, BAVAEConfig
 from bavae.data import FashionMNIST, make_loader
 from bavae.eval import EvalSettings, ModelAdapter, evaluate
+from bavae.files import atomic_write
 from bavae.images import save_grid
-from bavae.model import atomic_write
 from bavae.nets import NetSpec
 from bavae.nets.common import conv_stages, hidden_dim
 from bavae.nets.dcgan import dcgan_decoder, image_trunk
@@ -58,7 +58,7 @@ try:
     from pythae.trainers import (AdversarialTrainer, BaseTrainer, CoupledOptimizerAdversarialTrainer,
                                  CoupledOptimizerTrainer)
 except ImportError as e:  # pragma: no cover - the benchmark's only extra dependency
-    raise SystemExit(f"benchmarks/peers.py needs pythae: pip install pythae ({e})")
+    raise SystemExit(f"benchmarks/peers.py needs pythae: pip install pythae ({e})") from None
 
 # The shipped recipe of `bavae train` for bavae-fashionmnist32 (its defaults), as the training loop runs it.
 RECIPE = dict(config=BAVAEConfig(shared_critic_trunk=True), lr=2e-4, betas=(0.5, 0.999), precision="bf16")

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from bavae.data import FashionMNIST
 from bavae.eval import FASHION_MNIST_CLASSES, FashionClassifier
-from bavae.model import atomic_write, sha256_file
+from bavae.files import atomic_write, sha256_file
 
 
 def tensors(split: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 
 import bavae.data as data
+import bavae.data.dsprites as dsprites_data
+import bavae.data.dsprites_render as dsprites_render
 from bavae.data import DataError, build_dataset, make_loader
 
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -166,13 +168,13 @@ def test_dsprites_stays_inside_canvas() -> None:
     # ... while still reaching near the edges.
     assert imgs[:, :3].sum() > 0 and imgs[:, :, -3:].sum() > 0
     # Every sprite fits its 25 px patch: nothing inside beyond 11.75 px of the centre (n = 47 * 0.25).
-    lat = data._sprite_lattice(np.arange(720))
+    lat = dsprites_render._sprite_lattice(np.arange(720))
     assert lat[:, 4:-4, 4:-4].any(axis=(1, 2)).all()
     assert lat.sum() == lat[:, 4:-4, 4:-4].sum()
 
 
 def test_dsprites_bulk_renderer_matches_render() -> None:
-    packed = data._render_packed_sprites(np.array([5, 250, 719]))  # sprites from all three shapes
+    packed = dsprites_render._render_packed_sprites(np.array([5, 250, 719]))  # sprites from all three shapes
     bulk = np.unpackbits(packed, axis=1).reshape(-1, 64, 64)
     sprite_starts = np.array([5, 250, 719]) * 1024
     pick = np.random.default_rng(0).choice(3 * 1024, 64, replace=False)
@@ -212,8 +214,8 @@ def test_dsprites_cache_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     def no_render(*a, **k):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(data, "render_dsprites", no_render)
-    monkeypatch.setattr(data, "generate_dsprites", no_render)
+    monkeypatch.setattr(dsprites_data, "render_dsprites", no_render)
+    monkeypatch.setattr(dsprites_data, "generate_dsprites", no_render)
     ds = build_dataset("dsprites", data_dir=tmp_path, image_size=64, channels=1, limit=2048)
     assert len(ds) == 2048
     got = np.stack([ds[i][0].numpy() for i in range(0, 2048, 97)])

@@ -14,6 +14,7 @@ import torch
 from bavae import eval as ev
 from bavae import zoo
 from bavae.data import FashionMNIST
+from bavae.files import hash_problem
 from bavae.model import WeightsError
 
 
@@ -142,7 +143,7 @@ def test_bundled_classifier_matches_its_hash_and_its_card(tmp_path):
     data = bytearray((folder / "model.safetensors").read_bytes())
     data[-1] ^= 1
     (bad / "model.safetensors").write_bytes(bytes(data))
-    problem = zoo._hash_problem(bad / "model.safetensors", ev.CLASSIFIER_SHA256)
+    problem = hash_problem(bad / "model.safetensors", ev.CLASSIFIER_SHA256)
     assert problem and "sha256 mismatch" in problem
     with pytest.raises(WeightsError, match="missing"):
         ev.load_classifier(path=tmp_path / "nowhere")

@@ -9,7 +9,6 @@ repos and, through load(cache_dir=...), its own cache.
 
 import hashlib
 import json
-import os
 import select
 import subprocess
 import sys

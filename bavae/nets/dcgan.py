@@ -6,7 +6,7 @@ GroupNorm instead of BatchNorm in the encoder/decoder so outputs do not depend o
 
 from torch import nn
 
-from . import NetSpec, register_architecture
+from ._registry import NetSpec, register_architecture
 from .common import act, conv_stages, decoder, group_norm, hidden_dim, implicit_encoder, pair_critic
 
 dcgan = register_architecture("dcgan", image_sizes=(32, 64), channels=(1, 3))

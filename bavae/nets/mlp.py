@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from . import NetSpec, register_architecture
+from ._registry import NetSpec, register_architecture
 from .common import act, decoder, hidden_dim, implicit_encoder, pair_critic
 
 mlp = register_architecture("mlp", image_sizes=(28, 32, 64), channels=(1, 3))

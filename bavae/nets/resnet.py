@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import NetSpec, register_architecture
+from ._registry import NetSpec, register_architecture
 from .common import act, conv_stages, decoder, group_norm, hidden_dim, implicit_encoder, pair_critic
 
 resnet = register_architecture("resnet", image_sizes=(32, 64, 128), channels=(1, 3))

@@ -1,0 +1,111 @@
+"""Datasets: every image collection bavae trains on (a user's own picture files go through :mod:`bavae.images`,
+which this module uses for decoding too, so a folder trains exactly as `bavae reconstruct` prepares it).
+
+Every dataset built by :func:`build_dataset` returns, for ``ds[i]``, ONE float32 tensor of shape
+``(channels, image_size, image_size)`` with values in [0, 1] (no label).
+
+One file per dataset (as torchvision's): ``fashion_mnist.py``, ``dsprites.py`` (its renderer in ``dsprites_render.py``),
+``celeba.py``, ``folder.py``; every public name is importable from ``bavae.data``.
+
+* ``fashion-mnist``: the gzipped idx files (Debian's ``dataset-fashion-mnist`` installs them in
+  ``/usr/share/datasets/fashion-mnist/``); held in memory as uint8; 28 px, or 32 px zero-padded.
+* ``dsprites``: procedurally rendered dSprites (Matthey et al. 2017), 737,280 64x64 binary images in
+  the original's index order, cached once as a bit-packed ``.npz``.
+* ``celeba``: ``img_align_celeba/*.jpg``, centre-cropped to 140x140 and resized to 64 or 128.
+* ``folder``: any directory tree of images, short side resized then centre-cropped.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ._common import DataError, default_cache_dir
+from .celeba import CelebA
+from .dsprites import DSprites, dsprites_cache_path, dsprites_split_indices, generate_dsprites
+from .dsprites_render import (
+    DSPRITES_FACTOR_NAMES,
+    DSPRITES_FACTOR_SIZES,
+    DSPRITES_N,
+    DSPRITES_SHAPES,
+    dsprites_factor_values,
+    dsprites_factors,
+    dsprites_index,
+    render_dsprites,
+)
+from .fashion_mnist import FASHION_MNIST_DEBIAN_DIR, FashionMNIST
+from .folder import ImageFolder
+
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "build_dataset",
+    "make_loader",
+    "FashionMNIST",
+    "DSprites",
+    "CelebA",
+    "ImageFolder",
+    "DSPRITES_FACTOR_NAMES",
+    "DSPRITES_FACTOR_SIZES",
+    "dsprites_factor_values",
+    "dsprites_factors",
+    "dsprites_index",
+    "render_dsprites",
+    "generate_dsprites",
+    "dsprites_cache_path",
+    "default_cache_dir",
+    "dsprites_split_indices",
+    "DSPRITES_N",
+    "DSPRITES_SHAPES",
+    "FASHION_MNIST_DEBIAN_DIR",
+]
+
+DATASETS = ("fashion-mnist", "dsprites", "celeba", "folder")
+
+
+def build_dataset(name: str, *, data_dir: str | os.PathLike | None = None, image_size: int,
+                  channels: int, split: str = "train", limit: int | None = None) -> Dataset:
+    """Build a dataset by name; ``ds[i]`` is a float32 (channels, image_size, image_size) tensor in [0, 1].
+
+    ``data_dir``: fashion-mnist: the idx files (default: Debian's /usr/share/datasets/fashion-mnist);
+    dsprites: the cache folder (default ``$BAVAE_CACHE`` or ``~/.cache/bavae``); celeba: the folder
+    holding ``img_align_celeba/``; folder: the image tree. ``limit`` keeps the first ``limit`` items.
+    """
+    kw = dict(image_size=image_size, channels=channels, split=split, limit=limit)
+    if name == "fashion-mnist":
+        return FashionMNIST(data_dir, **kw)
+    if name == "dsprites":
+        return DSprites(data_dir, **kw)
+    if name == "celeba":
+        return CelebA(data_dir, **kw)
+    if name == "folder":
+        return ImageFolder(data_dir, **kw)
+    raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+
+
+def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                num_workers: int = 0, drop_last: bool = True, sampler: Sampler | None = None,
+                pin_memory: bool | None = None) -> DataLoader:
+    """A DataLoader with a seeded generator (same seed, same order); ``sampler`` (e.g. DDP's
+    DistributedSampler, which shuffles itself) overrides ``shuffle``."""
+    n = len(sampler) if sampler is not None else len(dataset)  # type: ignore[arg-type]
+    if batch_size < 1:
+        raise DataError(f"batch_size must be >= 1, got {batch_size}")
+    if drop_last and n < batch_size:
+        raise DataError(f"only {n} items for batch_size {batch_size} with drop_last: no batch at all; "
+                        f"lower batch_size or use more data")
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        generator=g,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        persistent_workers=num_workers > 0,
+    )

@@ -1,0 +1,254 @@
+"""The Hub: the only module that talks to ``huggingface_hub`` for downloads, pushes and model cards.
+
+Every downloaded weight file is checked before anything loads it (:func:`bavae.files.hash_problem`):
+  * zoo records: against the record's ``sha256`` (the record is the source of truth);
+  * other Hub repos: against the hash the Hub published for the file. The Hub's ETag of an LFS file (``.safetensors``
+    are LFS) is its sha256, of a regular file its git blob sha1, and the cache names each blob after that ETag;
+    the file's content must hash to its blob's name. (Where the cache cannot use symlinks, e.g. Windows without
+    developer mode, the blob name is not visible and the check is skipped.)
+A file that fails is deleted from the cache (nothing ever loads it), downloaded once more, and if it is still
+wrong the load fails naming the file and both hashes.
+
+``huggingface_hub`` is imported on first use, inside the functions: ``bavae --help`` and ``bavae list`` stay instant.
+The one other user of the client is :mod:`bavae.model`: ``BAVAE`` subclasses its ``ModelHubMixin``, so
+``BAVAE.from_pretrained`` / ``push_to_hub`` work as for any Hub library (checking hashes with :mod:`bavae.files`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .files import hash_problem
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo, ModelCard
+
+CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME = "config.json", "model.safetensors", "README.md", "samples.png"
+
+
+class WeightsUnavailableError(ValueError):
+    """The weights are neither bundled, nor in the cache, nor downloadable right now."""
+
+
+def folder_files(folder: Path) -> tuple[Path, Path]:
+    """``config.json`` and ``model.safetensors`` of a model folder; a WeightsError names the one missing."""
+    from .model import WeightsError
+
+    files = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    for f in files:
+        if not f.is_file():
+            raise WeightsError(f"{folder} is not a saved BAVAE: {f.name} is missing "
+                               f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})")
+    return files
+
+
+# ------------------------------------------------------------------------------------------------ downloads
+def fetch_model_files(repo_id: str, revision: str | None, config: dict | None, sha256: str | None, *, cache_first: bool,
+                      token: Any = None, cache_dir: Any = None) -> tuple[Any, Path]:
+    """(config, weights path) from the cache or the Hub, each file checked (``sha256`` or the Hub's own hash)."""
+    kw = dict(repo_id=repo_id, revision=revision, token=token, cache_dir=cache_dir, cache_first=cache_first)
+    if config is None:
+        config = _fetch_checked(CONFIG_NAME, None, **kw)
+    return config, _fetch_checked(WEIGHTS_NAME, sha256, **kw)
+
+
+def _fetch_checked(filename: str, expected_sha256: str | None, **kw: Any) -> Path:
+    """Download (or find in the cache) one file and check its hash; a bad file is evicted and fetched once more."""
+    path = _download(filename, **kw)
+    problem = hash_problem(path, expected_sha256)
+    if problem is None:
+        return path
+    _evict(path)
+    try:
+        path = _download(filename, **{**kw, "cache_first": False})
+        problem = hash_problem(path, expected_sha256)
+    except WeightsUnavailableError as e:  # offline, or the Hub went away: the mismatch is still the news
+        problem += f" (and downloading it again failed: {e})"
+    if problem is None:
+        return path
+    _evict(path)
+    from .model import WeightsError
+
+    raise WeightsError(f"{problem}; the file was deleted from the cache and not loaded")
+
+
+def _evict(path: Path) -> None:
+    """Delete a cached file that failed its hash check (its snapshot link and its blob): nothing may load it."""
+    blob = Path(os.path.realpath(path))
+    for p in {Path(path), blob}:
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+def _download(filename: str, *, repo_id: str, revision: str | None, token: Any, cache_dir: Any,
+              cache_first: bool) -> Path:
+    import huggingface_hub
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    kw = dict(repo_id=repo_id, filename=filename, revision=revision, token=token, cache_dir=cache_dir)
+    if cache_first:
+        try:
+            return Path(huggingface_hub.hf_hub_download(**kw, local_files_only=True))
+        except LocalEntryNotFoundError:
+            pass
+    for attempt in range(2):
+        try:
+            return Path(huggingface_hub.hf_hub_download(**kw))
+        except HfHubHTTPError as e:
+            # The client retries 5xx on its metadata request but not on the download itself: one more try.
+            status = e.response.status_code if e.response is not None else None
+            if attempt == 0 and status is not None and status >= 500 and not _is_not_found(e):
+                continue
+            raise WeightsUnavailableError(_why(e, repo_id, filename, revision)) from e
+        except Exception as e:  # the client also lets transport errors through (e.g. a body cut short 5 times)
+            raise WeightsUnavailableError(_why(e, repo_id, filename, revision)) from e
+    raise AssertionError("unreachable")
+
+
+def _is_not_found(e: Exception) -> bool:
+    from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    return isinstance(e, (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError))
+
+
+def _why(e: Exception, repo_id: str, filename: str, revision: str | None) -> str:
+    """One line saying why a Hub file could not be had, in the user's terms."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where, rev = constants.ENDPOINT, revision or "main"
+    cache = f"the Hugging Face cache ({constants.HF_HUB_CACHE})"
+    if isinstance(e, LocalEntryNotFoundError):
+        if constants.HF_HUB_OFFLINE:
+            return f"the weights are not available offline: HF_HUB_OFFLINE is set and {repo_id}@{rev} is not in {cache}"
+        cause = e.__cause__
+        if isinstance(cause, HfHubHTTPError) and cause.response is not None:
+            return (f"the Hub ({where}) answered {cause.response.status_code} and {repo_id}@{rev} is not in {cache}; "
+                    "try again later")
+        return (f"the weights are not available offline: the Hub ({where}) could not be reached and {repo_id}@{rev} "
+                f"is not in {cache} (set HF_HUB_OFFLINE=1 to skip the Hub's retries when working offline)")
+    if isinstance(e, RepositoryNotFoundError):
+        return (f"the Hub ({where}) has no repo {repo_id} (if it is private or gated, log in with `hf auth login` "
+                f"or pass a token), and it is not in {cache}")
+    if isinstance(e, RevisionNotFoundError):
+        return f"the Hub repo {repo_id} has no revision {rev!r}"
+    if isinstance(e, RemoteEntryNotFoundError):
+        return f"the Hub repo {repo_id}@{rev} has no {filename} (is it a bavae model?)"
+    if isinstance(e, HfHubHTTPError) and e.response is not None:
+        return f"the Hub ({where}) answered {e.response.status_code} for {repo_id}/{filename}; try again later"
+    first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"downloading {repo_id}/{filename}@{rev} from {where} failed ({type(e).__name__}: {first_line})"
+
+
+# ------------------------------------------------------------------------------------------------ cards, push
+_HUB_DATASETS = {"fashion-mnist": "zalando-datasets/fashion_mnist"}  # our dataset names -> Hub dataset ids
+
+
+def model_card(model_or_config: Any, metrics: dict[str, Any] | None = None, sample_grid_path: str | None = None, *,
+               name: str | None = None, repo_id: str | None = None, load_id: str | None = None,
+               dataset: str | None = None, license: str | None = None, train_command: str | None = None,
+               description: str | None = None) -> ModelCard:
+    """A Hub model card: YAML metadata (library_name bavae, license, tags, datasets, model-index metrics), usage,
+    the training command and a link to a sample grid. Takes a BAVAE, a BAVAEConfig or a config dict; ``load_id``
+    is what the usage section passes to ``bavae.load`` (default: ``repo_id``, else ``name``). A zoo record's card
+    comes from :func:`bavae.zoo.model_card`."""
+    import json
+
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    config = getattr(model_or_config, "config", model_or_config)
+    config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    name = name or (repo_id.split("/")[-1] if repo_id else "bavae-model")
+    load_id = load_id or repo_id or name
+    metrics = {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    task = "unconditional-image-generation"
+    data = ModelCardData(
+        library_name="bavae", license=license or "mit", pipeline_tag=task, model_name=name,
+        tags=["bavae", "vae", "gan", "generative", "biadversarial-vae", task],
+        datasets=[_HUB_DATASETS.get(dataset, dataset)] if dataset else None,
+        eval_results=[EvalResult(task_type=task, dataset_type=_HUB_DATASETS.get(dataset, dataset),
+                                 dataset_name=dataset, metric_type=k, metric_value=v) for k, v in metrics.items()]
+        if metrics and dataset else None,
+    )
+    size = f"{config.get('image_size')}x{config.get('image_size')}, {config.get('channels')} channel(s)"
+    lines = [
+        f"# {name}", "",
+        description or (f"A Biadversarial VAE ([arXiv:1902.03517](https://arxiv.org/abs/1902.03517)): implicit "
+                        f"posterior and likelihood, each KL term estimated by its own critic. "
+                        f"`{config.get('arch')}` networks, {size}, latent dimension {config.get('latent_dim')}"
+                        + (f", trained on {dataset}." if dataset else ".")),
+        "", "## Usage", "", "```python", "import bavae", "",
+        f"model = bavae.load({load_id!r})  # eval mode, on cuda when available",
+        "images = model.sample(64)              # (64, C, H, W) in [0, 1]",
+        "codes = model.encode(images)           # samples of q(z|x)",
+        "```", "", "```bash", f"bavae sample -m {load_id} -n 64 -o grid.png", "```", "",
+    ]
+    if sample_grid_path:
+        lines += ["## Samples", "", f"![samples]({sample_grid_path})", ""]
+    if train_command:
+        lines += ["## Training", "", "```bash", train_command, "```", ""]
+    if metrics:
+        lines += ["## Metrics", "", "| metric | value |", "|---|---|",
+                  *(f"| {k} | {v:.4g} |" for k, v in metrics.items()), ""]
+    lines += ["## Config", "", "```json", json.dumps(config, indent=2, sort_keys=True), "```", ""]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def push(model_dir: str | os.PathLike, repo_id: str, revision: str | None = None, private: bool = False,
+         token: str | None = None, *, metrics: dict[str, float] | None = None, train_command: str | None = None,
+         commit_message: str = "Upload bavae model") -> CommitInfo:
+    """Upload a saved model folder to the Hub in one commit and return the commit info.
+
+    Uploads ``config.json``, ``model.safetensors``, the model card ``README.md`` and ``samples.png`` (or the newest
+    ``samples/step_*.png`` written by ``bavae train``). The card is the folder's own README.md unless that is
+    missing or the generic one ``save_pretrained`` writes; then :func:`model_card` makes one from the config,
+    ``train_config.json`` (for the dataset), ``metrics`` or ``eval.json``, and ``train_command`` (``bavae push``
+    renders it from ``train_config.json``, see :func:`bavae.train.train_command_line`). The folder is not modified.
+    ``revision``: a branch, created from main when missing.
+    """
+    import json
+
+    from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+
+    from .model import BAVAEConfig
+
+    folder = Path(model_dir).expanduser()
+    if not folder.is_dir():
+        raise WeightsUnavailableError(f"{folder} is not a folder")
+    config_file, weights_file = folder_files(folder)
+    config = BAVAEConfig.from_json_file(config_file)  # refuse to publish what we could not load back
+    samples = folder / SAMPLES_NAME
+    if not samples.is_file():
+        steps = sorted((folder / "samples").glob("step_*.png"))
+        samples = steps[-1] if steps else None
+    card_file = folder / CARD_NAME
+    card = ModelCard.load(card_file) if card_file.is_file() else None
+    if card is None or "model_hub_mixin" in (card.data.tags or []):
+        read = lambda f: json.loads((folder / f).read_text()) if (folder / f).is_file() else {}  # noqa: E731
+        train_config = read("train_config.json")
+        card = model_card(config, metrics if metrics is not None else read("eval.json"),
+                          SAMPLES_NAME if samples else None, repo_id=repo_id, dataset=train_config.get("dataset"),
+                          train_command=train_command)
+    ops = [CommitOperationAdd(CONFIG_NAME, str(config_file)), CommitOperationAdd(WEIGHTS_NAME, str(weights_file)),
+           CommitOperationAdd(CARD_NAME, str(card).encode())]
+    if samples:
+        ops.append(CommitOperationAdd(SAMPLES_NAME, str(samples)))
+    api = HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    if revision:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    return api.create_commit(repo_id, ops, commit_message=commit_message, revision=revision)
+
+
+__all__ = ["fetch_model_files", "folder_files", "model_card", "push", "WeightsUnavailableError", "CONFIG_NAME",
+           "WEIGHTS_NAME", "CARD_NAME", "SAMPLES_NAME"]

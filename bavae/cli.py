@@ -52,21 +52,28 @@ class LazyGroup(click.Group):
         except ModuleNotFoundError as e:
             if os.environ.get("BAVAE_DEBUG"):
                 raise
-            why = (f"this installation of bavae has no {module} module" if e.name == module
-                   else f"it needs the package {e.name!r}, which is not installed")
+            why = (
+                f"this installation of bavae has no {module} module"
+                if e.name == module
+                else f"it needs the package {e.name!r}, which is not installed"
+            )
             return _unavailable(name, f"`bavae {name}` is not available: {why}")
         except Exception as e:  # a broken module must not turn `bavae <cmd>` into a traceback
             if os.environ.get("BAVAE_DEBUG"):
                 raise
-            return _unavailable(name, f"`bavae {name}` is not available: importing {module} failed "
-                                      f"({type(e).__name__}: {_one_line(e)})")
+            return _unavailable(
+                name, f"`bavae {name}` is not available: importing {module} failed ({type(e).__name__}: {_one_line(e)})"
+            )
         if not isinstance(command, click.Command):
             return _unavailable(name, f"`bavae {name}` is not available: {module} defines no {attr}")
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, self.lazy[name][2] if name in self.lazy else self.commands[name].get_short_help_str(60))
-                for name in self.list_commands(ctx) if name in self.lazy or not self.commands[name].hidden]
+        rows = [
+            (name, self.lazy[name][2] if name in self.lazy else self.commands[name].get_short_help_str(60))
+            for name in self.list_commands(ctx)
+            if name in self.lazy or not self.commands[name].hidden
+        ]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
@@ -75,8 +82,13 @@ def _unavailable(name: str, message: str) -> click.Command:
     def fail(**_: Any) -> None:
         raise click.ClickException(message)
 
-    return click.Command(name, callback=fail, help=message, add_help_option=False,
-                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    return click.Command(
+        name,
+        callback=fail,
+        help=message,
+        add_help_option=False,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
 
 
 def _one_line(e: BaseException | str) -> str:
@@ -94,8 +106,10 @@ def _output(out: str, fmt: str | None, allowed: tuple[str, ...] = FORMATS) -> tu
     if fmt is None:
         fmt = path.suffix.lower().lstrip(".")
         if fmt not in allowed:
-            raise _usage(f"unsupported output format {path.suffix or '(no suffix)'!r} for {out}: "
-                                   f"use {' or '.join('.' + f for f in allowed)}, or --format")
+            raise _usage(
+                f"unsupported output format {path.suffix or '(no suffix)'!r} for {out}: "
+                f"use {' or '.join('.' + f for f in allowed)}, or --format"
+            )
     elif fmt not in allowed:
         raise _usage(f"unsupported output format {fmt!r}: use {' or '.join(allowed)}")
     parent = path.parent
@@ -127,7 +141,7 @@ def _batched(fn, x, model, seed: int | None, batch: int = 256):
     import torch
 
     g = _generator(seed, model.device)
-    return torch.cat([fn(x[i:i + batch].to(model.device), generator=g).cpu() for i in range(0, len(x), batch)])
+    return torch.cat([fn(x[i : i + batch].to(model.device), generator=g).cpu() for i in range(0, len(x), batch)])
 
 
 def _save_npz(path: Path, **arrays: Any) -> None:
@@ -180,10 +194,14 @@ def _options(*names: str):
         "out": click.option("-o", "--out", required=True, help="Output file (.png grid or .npz arrays)."),
         "seed": click.option("--seed", type=int, default=None, help="Seed for reproducible noise."),
         "device": click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps."),
-        "nrow": click.option("--nrow", type=click.IntRange(1, MAX_IMAGES), default=None,
-                             help="Images per grid row."),
-        "format": click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-                               help="Output format; default: from the suffix of --out."),
+        "nrow": click.option("--nrow", type=click.IntRange(1, MAX_IMAGES), default=None, help="Images per grid row."),
+        "format": click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(FORMATS),
+            default=None,
+            help="Output format; default: from the suffix of --out.",
+        ),
     }
 
     def decorate(f):
@@ -237,13 +255,16 @@ def info_command(name: str, as_json: bool) -> None:
         click.echo(json.dumps(r.to_dict(), indent=2))
         return
     bundled = r.bundled and (bundled_root() / name).is_dir()
-    lines = [f"{r.name}: {r.description}",
-             f"  hub:       {r.hf_hub_id} @ {r.revision}" + ("" if r.sha256 else " (not published yet)"),
-             f"  weights:   {'bundled with bavae' if bundled else 'downloaded on first use'}; sha256 {r.sha256}",
-             f"  dataset:   {r.dataset}", f"  license:   {r.license}",
-             f"  config:    {json.dumps(r.config, sort_keys=True)}",
-             f"  metrics:   {json.dumps(r.metrics) if r.metrics else '(none yet)'}",
-             f"  trained:   {r.train_command}"]
+    lines = [
+        f"{r.name}: {r.description}",
+        f"  hub:       {r.hf_hub_id} @ {r.revision}" + ("" if r.sha256 else " (not published yet)"),
+        f"  weights:   {'bundled with bavae' if bundled else 'downloaded on first use'}; sha256 {r.sha256}",
+        f"  dataset:   {r.dataset}",
+        f"  license:   {r.license}",
+        f"  config:    {json.dumps(r.config, sort_keys=True)}",
+        f"  metrics:   {json.dumps(r.metrics) if r.metrics else '(none yet)'}",
+        f"  trained:   {r.train_command}",
+    ]
     if not r.sha256:
         lines.append(f"  publish:   {publish_command(r)}")
     lines.append(f"  load:      bavae.load({r.name!r})")
@@ -253,12 +274,18 @@ def info_command(name: str, as_json: bool) -> None:
 @cli.command("sample")
 @_options("model")
 @click.option("-n", "n", type=click.IntRange(1, MAX_IMAGES), default=64, show_default=True, help="Number of images.")
-@click.option("--sampler", type=click.Choice(["auto", "prior", "gmm"]), default="auto", show_default=True,
-              help="Where codes come from: the model's fitted Gaussian mixture (gmm), the prior N(0, I), or auto "
-                   "(the fitted sampler when the model has one, else the prior).")
+@click.option(
+    "--sampler",
+    type=click.Choice(["auto", "prior", "gmm"]),
+    default="auto",
+    show_default=True,
+    help="Where codes come from: the model's fitted Gaussian mixture (gmm), the prior N(0, I), or auto "
+    "(the fitted sampler when the model has one, else the prior).",
+)
 @_options("out", "seed", "device", "nrow", "format")
-def sample_command(model: str, n: int, sampler: str, out: str, seed: int | None, device: str, nrow: int | None,
-                   fmt: str | None) -> None:
+def sample_command(
+    model: str, n: int, sampler: str, out: str, seed: int | None, device: str, nrow: int | None, fmt: str | None
+) -> None:
     """Draw new images.
 
     Codes come from the model's fitted latent sampler when it has one (see `bavae fit-sampler`), else from the
@@ -273,8 +300,9 @@ def sample_command(model: str, n: int, sampler: str, out: str, seed: int | None,
 @cli.command("reconstruct")
 @click.argument("images", nargs=-1, required=True)
 @_options("model", "out", "seed", "device", "nrow", "format")
-def reconstruct_command(images: tuple[str, ...], model: str, out: str, seed: int | None, device: str,
-                        nrow: int | None, fmt: str | None) -> None:
+def reconstruct_command(
+    images: tuple[str, ...], model: str, out: str, seed: int | None, device: str, nrow: int | None, fmt: str | None
+) -> None:
     """Reconstruct your own pictures.
 
     IMAGES are files or folders of PNG/JPEG pictures of any size or mode; they are converted to the model's
@@ -298,8 +326,9 @@ def reconstruct_command(images: tuple[str, ...], model: str, out: str, seed: int
 @click.argument("image_b")
 @click.option("--steps", type=click.IntRange(2, 256), default=8, show_default=True, help="Decoded points from A to B.")
 @_options("model", "out", "seed", "device", "format")
-def interpolate_command(image_a: str, image_b: str, steps: int, model: str, out: str, seed: int | None, device: str,
-                        fmt: str | None) -> None:
+def interpolate_command(
+    image_a: str, image_b: str, steps: int, model: str, out: str, seed: int | None, device: str, fmt: str | None
+) -> None:
     """Interpolate between two pictures.
 
     Decodes STEPS points on the straight line between the codes of IMAGE_A and IMAGE_B; the PNG grid shows
@@ -343,8 +372,9 @@ def encode_command(images: tuple[str, ...], model: str, out: str, seed: int | No
 @click.argument("codes_file", metavar="CODES.npz")
 @click.option("-m", "--model", default=None, help=MODEL_HELP + " Default: the model that wrote the codes.")
 @_options("out", "seed", "device", "nrow", "format")
-def decode_command(codes_file: str, model: str | None, out: str, seed: int | None, device: str, nrow: int | None,
-                   fmt: str | None) -> None:
+def decode_command(
+    codes_file: str, model: str | None, out: str, seed: int | None, device: str, nrow: int | None, fmt: str | None
+) -> None:
     """Decode latent codes to images.
 
     CODES.npz holds `codes` (N, latent_dim), as `bavae encode` writes.
@@ -359,12 +389,16 @@ def decode_command(codes_file: str, model: str | None, out: str, seed: int | Non
             codes = data["codes"]
             model = model or (str(data["model"]) if "model" in data.files else DEFAULT_MODEL)
     except (OSError, ValueError, KeyError) as e:
-        raise click.ClickException(f"cannot read codes from {codes_file}: {_one_line(e)} "
-                                   "(expected an npz with `codes` (N, latent_dim), as `bavae encode` writes)") from None
+        raise click.ClickException(
+            f"cannot read codes from {codes_file}: {_one_line(e)} "
+            "(expected an npz with `codes` (N, latent_dim), as `bavae encode` writes)"
+        ) from None
     m = _load(model, device)
     if codes.ndim != 2 or codes.shape[1] != m.config.latent_dim or codes.dtype.kind != "f":
-        raise click.ClickException(f"{codes_file}: `codes` has shape {codes.shape} ({codes.dtype}); {model} decodes "
-                                   f"float codes of shape (N, {m.config.latent_dim})")
+        raise click.ClickException(
+            f"{codes_file}: `codes` has shape {codes.shape} ({codes.dtype}); {model} decodes "
+            f"float codes of shape (N, {m.config.latent_dim})"
+        )
     import torch
 
     images = _batched(m.decode, torch.from_numpy(codes.astype(np.float32)), m, seed)
@@ -373,19 +407,38 @@ def decode_command(codes_file: str, model: str | None, out: str, seed: int | Non
 
 @cli.command("eval")
 @click.argument("model", default=DEFAULT_MODEL, metavar="NAME_OR_DIR")
-@click.option("--dataset", type=click.Choice(["fashion-mnist", "dsprites", "celeba", "folder"]), default=None,
-              help="Test data. Default: the model's own (zoo record or train_config.json), else fashion-mnist.")
+@click.option(
+    "--dataset",
+    type=click.Choice(["fashion-mnist", "dsprites", "celeba", "folder"]),
+    default=None,
+    help="Test data. Default: the model's own (zoo record or train_config.json), else fashion-mnist.",
+)
 @click.option("--data-dir", default=None, help="Dataset folder (as for `bavae train`).")
-@click.option("--n-samples", type=click.IntRange(100, 200000), default=10000, show_default=True,
-              help="Generated images for FID.")
-@click.option("--n-test", type=click.IntRange(100, 200000), default=10000, show_default=True,
-              help="Test images for reconstruction, agreement and FID's reference.")
+@click.option(
+    "--n-samples", type=click.IntRange(100, 200000), default=10000, show_default=True, help="Generated images for FID."
+)
+@click.option(
+    "--n-test",
+    type=click.IntRange(100, 200000),
+    default=10000,
+    show_default=True,
+    help="Test images for reconstruction, agreement and FID's reference.",
+)
 @click.option("--inception", is_flag=True, help="Also an Inception-v3 FID (needs torchvision's ImageNet weights).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @_options("device")
-def eval_command(model: str, dataset: str | None, data_dir: str | None, n_samples: int, n_test: int, inception: bool,
-                 as_json: bool, seed: int, device: str) -> None:
+def eval_command(
+    model: str,
+    dataset: str | None,
+    data_dir: str | None,
+    n_samples: int,
+    n_test: int,
+    inception: bool,
+    as_json: bool,
+    seed: int,
+    device: str,
+) -> None:
     """Score a model: FID, reconstruction MSE/SSIM, class agreement, KL, InfoNCE, samples/s.
 
     FID and class agreement use the Fashion-MNIST classifier that ships with bavae (fashion-mnist only); MIG is
@@ -419,20 +472,41 @@ def _model_dataset(model: str) -> str:
 
 @cli.command("fit-sampler")
 @click.argument("model", metavar="NAME_OR_DIR")
-@click.option("--dataset", type=click.Choice(["fashion-mnist", "dsprites", "celeba", "folder"]), default=None,
-              help="Training data whose codes the sampler fits. Default: the model's own (zoo record or "
-                   "train_config.json).")
+@click.option(
+    "--dataset",
+    type=click.Choice(["fashion-mnist", "dsprites", "celeba", "folder"]),
+    default=None,
+    help="Training data whose codes the sampler fits. Default: the model's own (zoo record or train_config.json).",
+)
 @click.option("--data-dir", default=None, help="Dataset folder (as for `bavae train`).")
-@click.option("--components", type=click.IntRange(1, 1024), default=10, show_default=True,
-              help="Gaussian-mixture components.")
-@click.option("--max-codes", type=click.IntRange(100, 10_000_000), default=60_000, show_default=True,
-              help="Training images to encode (spread over the whole set).")
-@click.option("--out", "out_dir", default=None,
-              help="Folder to save the model with its sampler. Default: NAME_OR_DIR itself when it is a folder.")
+@click.option(
+    "--components", type=click.IntRange(1, 1024), default=10, show_default=True, help="Gaussian-mixture components."
+)
+@click.option(
+    "--max-codes",
+    type=click.IntRange(100, 10_000_000),
+    default=60_000,
+    show_default=True,
+    help="Training images to encode (spread over the whole set).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    help="Folder to save the model with its sampler. Default: NAME_OR_DIR itself when it is a folder.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @_options("device")
-def fit_sampler_command(model: str, dataset: str | None, data_dir: str | None, components: int, max_codes: int,
-                        out_dir: str | None, seed: int, device: str) -> None:
+def fit_sampler_command(
+    model: str,
+    dataset: str | None,
+    data_dir: str | None,
+    components: int,
+    max_codes: int,
+    out_dir: str | None,
+    seed: int,
+    device: str,
+) -> None:
     """Fit a latent sampler on a model's training codes.
 
     Encodes the training images, fits a full-covariance Gaussian mixture to their codes (scikit-learn) and saves
@@ -450,13 +524,16 @@ def fit_sampler_command(model: str, dataset: str | None, data_dir: str | None, c
     from .data import build_dataset
     from .train import fit_latent_sampler
 
-    data = build_dataset(dataset, data_dir=data_dir, image_size=m.config.image_size, channels=m.config.channels,
-                         split="train")
+    data = build_dataset(
+        dataset, data_dir=data_dir, image_size=m.config.image_size, channels=m.config.channels, split="train"
+    )
     sampler = fit_latent_sampler(m, data, components, max_codes=max_codes, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     m.save_pretrained(out)
-    click.echo(f"fitted a {sampler.config['components']}-component Gaussian mixture on {min(max_codes, len(data))} codes of {dataset}; "
-               f"saved {out} (`bavae sample -m {out}` now draws from it)")
+    click.echo(
+        f"fitted a {sampler.config['components']}-component Gaussian mixture on {min(max_codes, len(data))} codes of {dataset}; "
+        f"saved {out} (`bavae sample -m {out}` now draws from it)"
+    )
 
 
 @cli.command("push")
@@ -475,8 +552,14 @@ def push_command(model_dir: str, repo_id: str, branch: str | None, private: bool
 
     train_config_file = Path(model_dir).expanduser() / "train_config.json"  # a `bavae train` run: its command
     train_config = json.loads(train_config_file.read_text()) if train_config_file.is_file() else {}
-    info = push(model_dir, repo_id, revision=branch, private=private, token=token,
-                train_command=train_command_line(train_config) if train_config else None)
+    info = push(
+        model_dir,
+        repo_id,
+        revision=branch,
+        private=private,
+        token=token,
+        train_command=train_command_line(train_config) if train_config else None,
+    )
     click.echo(f"pushed {model_dir} to {repo_id}: {info.commit_url} (load it with bavae.load({repo_id!r}))")
 
 

@@ -44,8 +44,18 @@ from .files import hash_problem
 CLASSIFIER_NAME = "fashionmnist-classifier"
 # The record is the source of truth for the bundled file (as for the zoo's models): checked before loading.
 CLASSIFIER_SHA256 = "2cc492ca23b0f95f0e3793bc34850a4781b2c52c87293e7ba9e3ad303589612d"
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 # ------------------------------------------------------------------------------------------------ the classifier
@@ -69,8 +79,10 @@ class FashionClassifier(nn.Module):
     @staticmethod
     def prepare(x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 1 or x.shape[-1] not in (28, 32) or x.shape[-2] != x.shape[-1]:
-            raise ValueError(f"the Fashion-MNIST classifier expects images of shape (N, 1, 28|32, 28|32) in [0, 1], "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"the Fashion-MNIST classifier expects images of shape (N, 1, 28|32, 28|32) in [0, 1], "
+                f"got {tuple(x.shape)}"
+            )
         return F.pad(x, (2, 2, 2, 2)) if x.shape[-1] == 28 else x
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,8 +108,10 @@ def load_classifier(device: Any = None, path: str | Path | None = None) -> Fashi
     folder = Path(path) if path is not None else classifier_dir()
     weights, config = folder / zoo.WEIGHTS_NAME, folder / zoo.CONFIG_NAME
     if not weights.is_file() or not config.is_file():
-        raise WeightsError(f"the Fashion-MNIST classifier is missing from {folder} (expected {zoo.CONFIG_NAME} and "
-                           f"{zoo.WEIGHTS_NAME}); reinstall bavae or run benchmarks/train_classifier.py")
+        raise WeightsError(
+            f"the Fashion-MNIST classifier is missing from {folder} (expected {zoo.CONFIG_NAME} and "
+            f"{zoo.WEIGHTS_NAME}); reinstall bavae or run benchmarks/train_classifier.py"
+        )
     if path is None:
         problem = hash_problem(weights, CLASSIFIER_SHA256)
         if problem:
@@ -134,7 +148,7 @@ def fid_from_features(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-t**2 / (2 * sigma**2))
+    g = torch.exp(-(t**2) / (2 * sigma**2))
     return g / g.sum()
 
 
@@ -142,8 +156,9 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     """Per-image SSIM (Wang et al. 2004): Gaussian window 11 / sigma 1.5, K1 0.01, K2 0.03, 'valid' windows,
     averaged over channels and positions. Shape (N,)."""
     if x.shape != y.shape or x.dim() != 4:
-        raise ValueError(f"ssim: expected two (N, C, H, W) tensors of one shape, got {tuple(x.shape)} and "
-                         f"{tuple(y.shape)}")
+        raise ValueError(
+            f"ssim: expected two (N, C, H, W) tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     x, y, c = x.double(), y.double(), x.shape[1]  # E[x^2] - E[x]^2 cancels badly in float32
     g = _gaussian_window().to(x)
     wx, wy = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
@@ -171,8 +186,9 @@ def _entropy(counts: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def mutual_information_gap(codes: np.ndarray, factors: np.ndarray, bins: int = 20,
-                           discrete: Iterable[bool] | None = None) -> dict[str, Any]:
+def mutual_information_gap(
+    codes: np.ndarray, factors: np.ndarray, bins: int = 20, discrete: Iterable[bool] | None = None
+) -> dict[str, Any]:
     """MIG (Chen et al. 2018), with the codes discretised into ``bins`` equal-width bins as in disentanglement_lib.
 
     For each factor k: (I(z_a; v_k) - I(z_b; v_k)) / H(v_k) for the two code dimensions a, b most informative about
@@ -181,8 +197,9 @@ def mutual_information_gap(codes: np.ndarray, factors: np.ndarray, bins: int = 2
     """
     codes, factors = np.asarray(codes, dtype=np.float64), np.asarray(factors)
     if codes.ndim != 2 or factors.ndim != 2 or codes.shape[0] != factors.shape[0]:
-        raise ValueError(f"MIG: expected codes (N, D) and factors (N, K) with the same N, got {codes.shape} and "
-                         f"{factors.shape}")
+        raise ValueError(
+            f"MIG: expected codes (N, D) and factors (N, K) with the same N, got {codes.shape} and {factors.shape}"
+        )
     if codes.shape[1] < 2:
         raise ValueError("MIG needs at least two code dimensions")
     binned = np.empty(codes.shape, dtype=np.int64)
@@ -213,6 +230,7 @@ def mutual_information_gap(codes: np.ndarray, factors: np.ndarray, bins: int = 2
 @dataclass
 class EvalSettings:
     """How much to measure. The defaults take about a minute for a 32x32 DCGAN model on one CPU core."""
+
     n_samples: int = 10000  # generated images for FID (the test split has 10,000)
     n_test: int = 10000  # test images for MSE / SSIM / agreement / FID's reference
     n_kl: int = 500  # test images for the KL estimate (64 posterior and prior draws each)
@@ -225,10 +243,19 @@ class EvalSettings:
 class ModelAdapter:
     """What evaluation needs from a model; a BAVAE provides all of it, a peer (pythae) wraps itself in this."""
 
-    def __init__(self, reconstruct: Callable[[torch.Tensor], torch.Tensor], sample: Callable[[int], torch.Tensor],
-                 image_size: int, channels: int, encode_mean: Callable | None = None,
-                 kl: Callable | None = None, infonce: Callable | None = None, device: Any = "cpu",
-                 samplers: dict[str, Callable[[int], torch.Tensor]] | None = None, default_sampler: str | None = None):
+    def __init__(
+        self,
+        reconstruct: Callable[[torch.Tensor], torch.Tensor],
+        sample: Callable[[int], torch.Tensor],
+        image_size: int,
+        channels: int,
+        encode_mean: Callable | None = None,
+        kl: Callable | None = None,
+        infonce: Callable | None = None,
+        device: Any = "cpu",
+        samplers: dict[str, Callable[[int], torch.Tensor]] | None = None,
+        default_sampler: str | None = None,
+    ):
         # ``sample`` is the model's default path; ``samplers`` are the named paths scored beside it (fid_<name>)
         self.reconstruct, self.sample, self.encode_mean = reconstruct, sample, encode_mean
         self.samplers, self.default_sampler = dict(samplers or {}), default_sampler
@@ -251,12 +278,18 @@ class ModelAdapter:
             return infonce_bound(-critic.pairwise_scores(critic.image_features(x), z))
 
         names = ["prior"] + ([model.config.sampler["kind"]] if model.latent_sampler is not None else [])
-        return cls(lambda x: model.reconstruct(x, generator=generator),
-                   lambda n: model.sample(n, generator=generator), cfg.image_size, cfg.channels,
-                   encode_mean=lambda x: model.encode(x, n_samples=16, generator=generator).mean(1),
-                   kl=kl, infonce=infonce, device=model.device,
-                   samplers={k: (lambda n, k=k: model.sample(n, generator=generator, sampler=k)) for k in names},
-                   default_sampler=model.default_sampler)
+        return cls(
+            lambda x: model.reconstruct(x, generator=generator),
+            lambda n: model.sample(n, generator=generator),
+            cfg.image_size,
+            cfg.channels,
+            encode_mean=lambda x: model.encode(x, n_samples=16, generator=generator).mean(1),
+            kl=kl,
+            infonce=infonce,
+            device=model.device,
+            samplers={k: (lambda n, k=k: model.sample(n, generator=generator, sampler=k)) for k in names},
+            default_sampler=model.default_sampler,
+        )
 
 
 def _batches(x: torch.Tensor, size: int) -> Iterable[torch.Tensor]:
@@ -268,13 +301,15 @@ def _features(net: Callable[[torch.Tensor], torch.Tensor], images: Iterable[torc
     return torch.cat([net(b.to(device)).float().cpu() for b in images])
 
 
-def _test_images(dataset: str, image_size: int, channels: int, n: int, data_dir: Any = None
-                 ) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
+def _test_images(
+    dataset: str, image_size: int, channels: int, n: int, data_dir: Any = None
+) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
     from .data import build_dataset
 
     # A folder without a test/ subfolder is scored on all of it (as `bavae train` trains on all of it).
-    split = "train" if dataset == "folder" and data_dir is not None and not (Path(data_dir) / "test").is_dir() \
-        else "test"
+    split = (
+        "train" if dataset == "folder" and data_dir is not None and not (Path(data_dir) / "test").is_dir() else "test"
+    )
     if dataset == "dsprites":
         return _dsprites_test_images(n, channels)
     ds = build_dataset(dataset, data_dir=data_dir, image_size=image_size, channels=channels, split=split, limit=n)
@@ -301,8 +336,14 @@ def _dsprites_test_images(n: int, channels: int) -> tuple[torch.Tensor, None, An
 
 
 @torch.no_grad()
-def evaluate(model: Any, dataset: str = "fashion-mnist", *, data_dir: Any = None,
-             settings: EvalSettings | None = None, progress: bool = False) -> dict[str, Any]:
+def evaluate(
+    model: Any,
+    dataset: str = "fashion-mnist",
+    *,
+    data_dir: Any = None,
+    settings: EvalSettings | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Score a BAVAE (or a :class:`ModelAdapter`) on a dataset's test split. Returns a flat dict of metrics."""
     from tqdm.auto import tqdm
 
@@ -342,8 +383,9 @@ def evaluate(model: Any, dataset: str = "fashion-mnist", *, data_dir: Any = None
             if name == m.default_sampler:
                 report[f"fid_{name}"] = report["fid"]
                 continue
-            images = torch.cat([draw(min(s.batch_size, s.n_samples - i)).float().cpu()
-                                for i in range(0, s.n_samples, s.batch_size)])
+            images = torch.cat(
+                [draw(min(s.batch_size, s.n_samples - i)).float().cpu() for i in range(0, s.n_samples, s.batch_size)]
+            )
             report[f"fid_{name}"] = fid_from_features(_features(clf.features, _batches(images, 1000), m.device), real_f)
         recon_f = _features(clf.features, _batches(recons, 1000), m.device)
         pred_x = clf.head(real_f.to(m.device)).argmax(1).cpu()  # the features once, for FID and the classes
@@ -351,20 +393,21 @@ def evaluate(model: Any, dataset: str = "fashion-mnist", *, data_dir: Any = None
         report["class_agreement"] = (pred_x == pred_r).float().mean().item()
         report["classifier_accuracy_on_recon"] = (pred_r == labels).float().mean().item()
     if inception is not None:
-        report["fid_inception"] = fid_from_features(_features(inception, _batches(samples, 100), m.device),
-                                                    _features(inception, _batches(x, 100), m.device))
+        report["fid_inception"] = fid_from_features(
+            _features(inception, _batches(samples, 100), m.device), _features(inception, _batches(x, 100), m.device)
+        )
     bar.update()
 
     # The inference critic: KL estimate and the InfoNCE bound (BAVAE only; peers have no critic).
     if m.kl is not None:
-        report["kl_nats"] = torch.cat([m.kl(b.to(m.device)).cpu() for b in _batches(x[:s.n_kl], 100)]).mean().item()
+        report["kl_nats"] = torch.cat([m.kl(b.to(m.device)).cpu() for b in _batches(x[: s.n_kl], 100)]).mean().item()
     if m.infonce is not None:
         n = min(s.infonce_batch, len(x))
         bounds = [m.infonce(b.to(m.device)) for b in _batches(x[: (len(x) // n) * n][: 4 * n], n)]
         report["infonce_nats"] = float(np.mean(bounds))
         report["infonce_cap_nats"] = math.log(n)
     if dataset == "dsprites" and m.encode_mean is not None:
-        report.update(dsprites_mig(m, x, ds.factors[:len(x)], batch_size=s.batch_size))
+        report.update(dsprites_mig(m, x, ds.factors[: len(x)], batch_size=s.batch_size))
     bar.update()
     bar.close()
     return report
@@ -377,13 +420,20 @@ def dsprites_mig(m: ModelAdapter, x: torch.Tensor, factors: np.ndarray, batch_si
 
     codes = torch.cat([m.encode_mean(b.to(m.device)).float().cpu() for b in _batches(x, batch_size)])
     result = mutual_information_gap(codes.numpy(), factors)
-    return {"mig": result["mig"],
-            **{f"mig_{k}": v for k, v in zip(DSPRITES_FACTOR_NAMES, result["per_factor"]) if v is not None}}
+    return {
+        "mig": result["mig"],
+        **{f"mig_{k}": v for k, v in zip(DSPRITES_FACTOR_NAMES, result["per_factor"]) if v is not None},
+    }
 
 
 @torch.no_grad()
-def latent_traversal(model: Any, x: torch.Tensor, values: torch.Tensor | None = None, sort: bool = True,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[int]]:
+def latent_traversal(
+    model: Any,
+    x: torch.Tensor,
+    values: torch.Tensor | None = None,
+    sort: bool = True,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, list[int]]:
     """Decodings of one image's code with one dimension swept over ``values`` (default -2.5..2.5, 8 steps).
 
     Returns images (latent_dim, len(values), C, H, W) and the dimension of each row; with ``sort`` the rows are
@@ -411,8 +461,10 @@ def inception_features(device: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     try:
         net = inception_v3(weights=Inception_V3_Weights.IMAGENET1K_V1, aux_logits=True)
     except Exception as e:  # noqa: BLE001 - offline, or a partial download
-        raise RuntimeError(f"Inception FID needs torchvision's Inception-v3 ImageNet weights in the torch cache "
-                           f"({torch.hub.get_dir()}/checkpoints): {_one_line(e)}") from None
+        raise RuntimeError(
+            f"Inception FID needs torchvision's Inception-v3 ImageNet weights in the torch cache "
+            f"({torch.hub.get_dir()}/checkpoints): {_one_line(e)}"
+        ) from None
     net.fc = nn.Identity()
     net = net.to(device).eval()
     mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)

@@ -47,12 +47,16 @@ def hash_problem(path: Path, expected_sha256: str | None) -> str | None:
         return f"sha256 mismatch for {path.name} ({blob}): expected {expected_sha256}, got {data_sha256}"
     published = blob.name  # the cache names blobs after the Hub's ETag
     if _HEX64.fullmatch(published) and published != data_sha256:
-        return f"sha256 mismatch for {path.name} ({blob}): expected {published} (published by the Hub), got {data_sha256}"
+        return (
+            f"sha256 mismatch for {path.name} ({blob}): expected {published} (published by the Hub), got {data_sha256}"
+        )
     if _HEX40.fullmatch(published):
         h = _digest(blob, hashlib.sha1(b"blob %d\0" % blob.stat().st_size))  # git's blob id: the Hub's ETag
         if h.hexdigest() != published:
-            return (f"git blob hash mismatch for {path.name} ({blob}): expected {published} (published by the Hub), "
-                    f"got {h.hexdigest()}")
+            return (
+                f"git blob hash mismatch for {path.name} ({blob}): expected {published} (published by the Hub), "
+                f"got {h.hexdigest()}"
+            )
     return None
 
 

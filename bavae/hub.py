@@ -39,14 +39,23 @@ def folder_files(folder: Path) -> tuple[Path, Path]:
     files = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     for f in files:
         if not f.is_file():
-            raise WeightsError(f"{folder} is not a saved BAVAE: {f.name} is missing "
-                               f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})")
+            raise WeightsError(
+                f"{folder} is not a saved BAVAE: {f.name} is missing (expected {CONFIG_NAME} and {WEIGHTS_NAME})"
+            )
     return files
 
 
 # ------------------------------------------------------------------------------------------------ downloads
-def fetch_model_files(repo_id: str, revision: str | None, config: dict | None, sha256: str | None, *, cache_first: bool,
-                      token: Any = None, cache_dir: Any = None) -> tuple[Any, Path]:
+def fetch_model_files(
+    repo_id: str,
+    revision: str | None,
+    config: dict | None,
+    sha256: str | None,
+    *,
+    cache_first: bool,
+    token: Any = None,
+    cache_dir: Any = None,
+) -> tuple[Any, Path]:
     """(config, weights path) from the cache or the Hub, each file checked (``sha256`` or the Hub's own hash)."""
     kw = dict(repo_id=repo_id, revision=revision, token=token, cache_dir=cache_dir, cache_first=cache_first)
     if config is None:
@@ -84,8 +93,9 @@ def _evict(path: Path) -> None:
             pass
 
 
-def _download(filename: str, *, repo_id: str, revision: str | None, token: Any, cache_dir: Any,
-              cache_first: bool) -> Path:
+def _download(
+    filename: str, *, repo_id: str, revision: str | None, token: Any, cache_dir: Any, cache_first: bool
+) -> Path:
     import huggingface_hub
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -133,13 +143,19 @@ def _why(e: Exception, repo_id: str, filename: str, revision: str | None) -> str
             return f"the weights are not available offline: HF_HUB_OFFLINE is set and {repo_id}@{rev} is not in {cache}"
         cause = e.__cause__
         if isinstance(cause, HfHubHTTPError) and cause.response is not None:
-            return (f"the Hub ({where}) answered {cause.response.status_code} and {repo_id}@{rev} is not in {cache}; "
-                    "try again later")
-        return (f"the weights are not available offline: the Hub ({where}) could not be reached and {repo_id}@{rev} "
-                f"is not in {cache} (set HF_HUB_OFFLINE=1 to skip the Hub's retries when working offline)")
+            return (
+                f"the Hub ({where}) answered {cause.response.status_code} and {repo_id}@{rev} is not in {cache}; "
+                "try again later"
+            )
+        return (
+            f"the weights are not available offline: the Hub ({where}) could not be reached and {repo_id}@{rev} "
+            f"is not in {cache} (set HF_HUB_OFFLINE=1 to skip the Hub's retries when working offline)"
+        )
     if isinstance(e, RepositoryNotFoundError):
-        return (f"the Hub ({where}) has no repo {repo_id} (if it is private or gated, log in with `hf auth login` "
-                f"or pass a token), and it is not in {cache}")
+        return (
+            f"the Hub ({where}) has no repo {repo_id} (if it is private or gated, log in with `hf auth login` "
+            f"or pass a token), and it is not in {cache}"
+        )
     if isinstance(e, RevisionNotFoundError):
         return f"the Hub repo {repo_id} has no revision {rev!r}"
     if isinstance(e, RemoteEntryNotFoundError):
@@ -154,10 +170,19 @@ def _why(e: Exception, repo_id: str, filename: str, revision: str | None) -> str
 _HUB_DATASETS = {"fashion-mnist": "zalando-datasets/fashion_mnist"}  # our dataset names -> Hub dataset ids
 
 
-def model_card(model_or_config: Any, metrics: dict[str, Any] | None = None, sample_grid_path: str | None = None, *,
-               name: str | None = None, repo_id: str | None = None, load_id: str | None = None,
-               dataset: str | None = None, license: str | None = None, train_command: str | None = None,
-               description: str | None = None) -> ModelCard:
+def model_card(
+    model_or_config: Any,
+    metrics: dict[str, Any] | None = None,
+    sample_grid_path: str | None = None,
+    *,
+    name: str | None = None,
+    repo_id: str | None = None,
+    load_id: str | None = None,
+    dataset: str | None = None,
+    license: str | None = None,
+    train_command: str | None = None,
+    description: str | None = None,
+) -> ModelCard:
     """A Hub model card: YAML metadata (library_name bavae, license, tags, datasets, model-index metrics), usage,
     the training command and a link to a sample grid. Takes a BAVAE, a BAVAEConfig or a config dict; ``load_id``
     is what the usage section passes to ``bavae.load`` (default: ``repo_id``, else ``name``). A zoo record's card
@@ -173,40 +198,80 @@ def model_card(model_or_config: Any, metrics: dict[str, Any] | None = None, samp
     metrics = {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     task = "unconditional-image-generation"
     data = ModelCardData(
-        library_name="bavae", license=license or "mit", pipeline_tag=task, model_name=name,
+        library_name="bavae",
+        license=license or "mit",
+        pipeline_tag=task,
+        model_name=name,
         tags=["bavae", "vae", "gan", "generative", "biadversarial-vae", task],
         datasets=[_HUB_DATASETS.get(dataset, dataset)] if dataset else None,
-        eval_results=[EvalResult(task_type=task, dataset_type=_HUB_DATASETS.get(dataset, dataset),
-                                 dataset_name=dataset, metric_type=k, metric_value=v) for k, v in metrics.items()]
-        if metrics and dataset else None,
+        eval_results=[
+            EvalResult(
+                task_type=task,
+                dataset_type=_HUB_DATASETS.get(dataset, dataset),
+                dataset_name=dataset,
+                metric_type=k,
+                metric_value=v,
+            )
+            for k, v in metrics.items()
+        ]
+        if metrics and dataset
+        else None,
     )
     size = f"{config.get('image_size')}x{config.get('image_size')}, {config.get('channels')} channel(s)"
     lines = [
-        f"# {name}", "",
-        description or (f"A Biadversarial VAE ([arXiv:1902.03517](https://arxiv.org/abs/1902.03517)): implicit "
-                        f"posterior and likelihood, each KL term estimated by its own critic. "
-                        f"`{config.get('arch')}` networks, {size}, latent dimension {config.get('latent_dim')}"
-                        + (f", trained on {dataset}." if dataset else ".")),
-        "", "## Usage", "", "```python", "import bavae", "",
+        f"# {name}",
+        "",
+        description
+        or (
+            f"A Biadversarial VAE ([arXiv:1902.03517](https://arxiv.org/abs/1902.03517)): implicit "
+            f"posterior and likelihood, each KL term estimated by its own critic. "
+            f"`{config.get('arch')}` networks, {size}, latent dimension {config.get('latent_dim')}"
+            + (f", trained on {dataset}." if dataset else ".")
+        ),
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "import bavae",
+        "",
         f"model = bavae.load({load_id!r})  # eval mode, on cuda when available",
         "images = model.sample(64)              # (64, C, H, W) in [0, 1]",
         "codes = model.encode(images)           # samples of q(z|x)",
-        "```", "", "```bash", f"bavae sample -m {load_id} -n 64 -o grid.png", "```", "",
+        "```",
+        "",
+        "```bash",
+        f"bavae sample -m {load_id} -n 64 -o grid.png",
+        "```",
+        "",
     ]
     if sample_grid_path:
         lines += ["## Samples", "", f"![samples]({sample_grid_path})", ""]
     if train_command:
         lines += ["## Training", "", "```bash", train_command, "```", ""]
     if metrics:
-        lines += ["## Metrics", "", "| metric | value |", "|---|---|",
-                  *(f"| {k} | {v:.4g} |" for k, v in metrics.items()), ""]
+        lines += [
+            "## Metrics",
+            "",
+            "| metric | value |",
+            "|---|---|",
+            *(f"| {k} | {v:.4g} |" for k, v in metrics.items()),
+            "",
+        ]
     lines += ["## Config", "", "```json", json.dumps(config, indent=2, sort_keys=True), "```", ""]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
 
 
-def push(model_dir: str | os.PathLike, repo_id: str, revision: str | None = None, private: bool = False,
-         token: str | None = None, *, metrics: dict[str, float] | None = None, train_command: str | None = None,
-         commit_message: str = "Upload bavae model") -> CommitInfo:
+def push(
+    model_dir: str | os.PathLike,
+    repo_id: str,
+    revision: str | None = None,
+    private: bool = False,
+    token: str | None = None,
+    *,
+    metrics: dict[str, float] | None = None,
+    train_command: str | None = None,
+    commit_message: str = "Upload bavae model",
+) -> CommitInfo:
     """Upload a saved model folder to the Hub in one commit and return the commit info.
 
     Uploads ``config.json``, ``model.safetensors``, the model card ``README.md`` and ``samples.png`` (or the newest
@@ -236,11 +301,19 @@ def push(model_dir: str | os.PathLike, repo_id: str, revision: str | None = None
     if card is None or "model_hub_mixin" in (card.data.tags or []):
         read = lambda f: json.loads((folder / f).read_text()) if (folder / f).is_file() else {}  # noqa: E731
         train_config = read("train_config.json")
-        card = model_card(config, metrics if metrics is not None else read("eval.json"),
-                          SAMPLES_NAME if samples else None, repo_id=repo_id, dataset=train_config.get("dataset"),
-                          train_command=train_command)
-    ops = [CommitOperationAdd(CONFIG_NAME, str(config_file)), CommitOperationAdd(WEIGHTS_NAME, str(weights_file)),
-           CommitOperationAdd(CARD_NAME, str(card).encode())]
+        card = model_card(
+            config,
+            metrics if metrics is not None else read("eval.json"),
+            SAMPLES_NAME if samples else None,
+            repo_id=repo_id,
+            dataset=train_config.get("dataset"),
+            train_command=train_command,
+        )
+    ops = [
+        CommitOperationAdd(CONFIG_NAME, str(config_file)),
+        CommitOperationAdd(WEIGHTS_NAME, str(weights_file)),
+        CommitOperationAdd(CARD_NAME, str(card).encode()),
+    ]
     if samples:
         ops.append(CommitOperationAdd(SAMPLES_NAME, str(samples)))
     api = HfApi(token=token)
@@ -250,5 +323,14 @@ def push(model_dir: str | os.PathLike, repo_id: str, revision: str | None = None
     return api.create_commit(repo_id, ops, commit_message=commit_message, revision=revision)
 
 
-__all__ = ["fetch_model_files", "folder_files", "model_card", "push", "WeightsUnavailableError", "CONFIG_NAME",
-           "WEIGHTS_NAME", "CARD_NAME", "SAMPLES_NAME"]
+__all__ = [
+    "fetch_model_files",
+    "folder_files",
+    "model_card",
+    "push",
+    "WeightsUnavailableError",
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "CARD_NAME",
+    "SAMPLES_NAME",
+]

@@ -15,8 +15,25 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 if TYPE_CHECKING:
     import torch
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".webp", ".tif", ".tiff",
-                            ".ppm", ".pgm", ".pbm", ".pnm", ".tga"})
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".bmp",
+        ".gif",
+        ".webp",
+        ".tif",
+        ".tiff",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".tga",
+    }
+)
 
 
 class ImageError(ValueError):
@@ -28,8 +45,11 @@ def expand_image_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
-                           and not f.name.startswith("."))
+            found = sorted(
+                f
+                for f in p.iterdir()
+                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and not f.name.startswith(".")
+            )
             if not found:
                 raise ImageError(f"{p} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
             out += found
@@ -94,7 +114,7 @@ def resize_center_crop(x: torch.Tensor, image_size: int) -> torch.Tensor:
         size = (image_size, int(image_size * long / short)) if h <= w else (int(image_size * long / short), image_size)
         x = F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
         top, left = (size[0] - image_size) // 2, (size[1] - image_size) // 2
-        x = x[..., top: top + image_size, left: left + image_size]
+        x = x[..., top : top + image_size, left : left + image_size]
     return x.clamp(0.0, 1.0).contiguous()
 
 
@@ -124,11 +144,15 @@ def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: 
     n, c, h, w = images.shape
     ncol = max(1, min(nrow, n))
     nrows = math.ceil(n / ncol)
-    grid = torch.full((c, nrows * (h + padding) + padding, ncol * (w + padding) + padding), pad_value,
-                      dtype=images.dtype, device=images.device)
+    grid = torch.full(
+        (c, nrows * (h + padding) + padding, ncol * (w + padding) + padding),
+        pad_value,
+        dtype=images.dtype,
+        device=images.device,
+    )
     for i in range(n):
         y, x = padding + (i // ncol) * (h + padding), padding + (i % ncol) * (w + padding)
-        grid[:, y:y + h, x:x + w] = images[i]
+        grid[:, y : y + h, x : x + w] = images[i]
     return grid
 
 
@@ -154,6 +178,16 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
     return math.ceil(n / min(ncol, n)), min(ncol, n)
 
 
-__all__ = ["IMAGE_SUFFIXES", "ImageError", "expand_image_paths", "check_image_files", "decode_image",
-           "resize_center_crop", "load_image", "load_image_files", "make_grid",
-           "to_uint8", "save_grid"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageError",
+    "expand_image_paths",
+    "check_image_files",
+    "decode_image",
+    "resize_center_crop",
+    "load_image",
+    "load_image_files",
+    "make_grid",
+    "to_uint8",
+    "save_grid",
+]

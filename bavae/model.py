@@ -55,11 +55,15 @@ class BAVAEConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"config.{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.decoder_noise_dim, int) or isinstance(self.decoder_noise_dim, bool) \
-                or self.decoder_noise_dim < 0:
+        if (
+            not isinstance(self.decoder_noise_dim, int)
+            or isinstance(self.decoder_noise_dim, bool)
+            or self.decoder_noise_dim < 0
+        ):
             raise ValueError(f"config.decoder_noise_dim must be an integer >= 0, got {self.decoder_noise_dim!r}")
-        if self.critic_width is not None and (not isinstance(self.critic_width, int)
-                                              or isinstance(self.critic_width, bool) or self.critic_width < 1):
+        if self.critic_width is not None and (
+            not isinstance(self.critic_width, int) or isinstance(self.critic_width, bool) or self.critic_width < 1
+        ):
             raise ValueError(f"config.critic_width must be a positive integer or None, got {self.critic_width!r}")
         for name in ("spectral_norm", "shared_critic_trunk"):  # "false" in a config.json would otherwise read as True
             if not isinstance(getattr(self, name), bool):
@@ -72,7 +76,8 @@ class BAVAEConfig:
         objectives.resolve_objective(self.objective)  # names the objective when it is unknown
         weights = self.objective_weights
         if not isinstance(weights, dict) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in weights.values()):
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in weights.values()
+        ):
             raise ValueError(f"config.objective_weights must map weight names to finite numbers, got {weights!r}")
         try:
             objectives.resolve_objective(self.objective, weights)
@@ -86,8 +91,15 @@ class BAVAEConfig:
 
     def net_spec(self, critic: bool = False) -> nets.NetSpec:
         width = (self.critic_width or self.width) if critic else self.width
-        return nets.NetSpec(self.image_size, self.channels, self.latent_dim, self.posterior_noise_dim,
-                            self.decoder_noise_dim, width, self.spectral_norm)
+        return nets.NetSpec(
+            self.image_size,
+            self.channels,
+            self.latent_dim,
+            self.posterior_noise_dim,
+            self.decoder_noise_dim,
+            width,
+            self.spectral_norm,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,8 +128,14 @@ class WeightsError(ValueError):
     """A weight file is missing, corrupt, or does not match the model."""
 
 
-class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae", "gan", "generative"],
-            repo_url="https://github.com/bavae/bavae", license="mit"):
+class BAVAE(
+    nn.Module,
+    ModelHubMixin,
+    library_name="bavae",
+    tags=["bavae", "vae", "gan", "generative"],
+    repo_url="https://github.com/bavae/bavae",
+    license="mit",
+):
     """A VAE with an implicit posterior and an implicit likelihood, each term estimated by a critic."""
 
     def __init__(self, config: BAVAEConfig):
@@ -146,8 +164,14 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
         return next(self.parameters()).device
 
     # ---- the prior ----
-    def prior_sample(self, n: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+    def prior_sample(
+        self,
+        n: int,
+        *,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         device, dtype = device or self.device, dtype or torch.float32
         shape = (n, self.config.latent_dim)
         if self.config.prior == "uniform":
@@ -206,10 +230,14 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
         if kind == "prior":
             return self.prior_sample(n, generator=generator)
         if kind not in samplers.SAMPLER_KINDS:
-            raise ValueError(f"sampler must be 'auto', 'prior' or one of {list(samplers.SAMPLER_KINDS)}, got {sampler!r}")
+            raise ValueError(
+                f"sampler must be 'auto', 'prior' or one of {list(samplers.SAMPLER_KINDS)}, got {sampler!r}"
+            )
         if self.latent_sampler is None:
-            raise ValueError(f"this model has no fitted {kind!r} sampler: fit one with `bavae fit-sampler MODEL "
-                             "--dataset ...`, or use sampler='prior'")
+            raise ValueError(
+                f"this model has no fitted {kind!r} sampler: fit one with `bavae fit-sampler MODEL "
+                "--dataset ...`, or use sampler='prior'"
+            )
         return self.latent_sampler.sample(n, generator=generator).to(next(self.parameters()).dtype)
 
     def set_latent_sampler(self, sampler: samplers.GaussianMixtureSampler | None) -> None:
@@ -230,8 +258,9 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
         return self.decoder(self.encoder(self.check_images(x), generator=generator), generator=generator)
 
     @torch.no_grad()
-    def interpolate(self, x1: torch.Tensor, x2: torch.Tensor, steps: int = 8,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+    def interpolate(
+        self, x1: torch.Tensor, x2: torch.Tensor, steps: int = 8, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Decodings along the straight line between the codes of x1 and x2: shape (N, steps, C, H, W)."""
         if steps < 2:
             raise ValueError(f"steps must be >= 2, got {steps}")
@@ -245,7 +274,9 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
         return images.unflatten(0, (x1.shape[0], steps))
 
     @torch.no_grad()
-    def kl_estimate(self, x: torch.Tensor, n_samples: int = 64, generator: torch.Generator | None = None) -> torch.Tensor:
+    def kl_estimate(
+        self, x: torch.Tensor, n_samples: int = 64, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Per-image KL(q(z|x) || p(z)) in nats from the trained inference critic (eq. 6 at its optimum = eq. 9).
 
         A lower bound: it is exact only for an optimal critic, and a spectrally normalised critic
@@ -267,15 +298,26 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
     def fake_pairs(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return objectives.fake_pairs(self, z, self.config.weights)
 
-    def critic_losses(self, x: torch.Tensor, z: torch.Tensor | None = None, z_fake: torch.Tensor | None = None,
-                      x_fake: torch.Tensor | None = None) -> objectives.Losses:
+    def critic_losses(
+        self,
+        x: torch.Tensor,
+        z: torch.Tensor | None = None,
+        z_fake: torch.Tensor | None = None,
+        x_fake: torch.Tensor | None = None,
+    ) -> objectives.Losses:
         return objectives.critic_losses(self, x, self.config.weights, z, z_fake, x_fake)
 
-    def autoencoder_losses(self, x: torch.Tensor, z: torch.Tensor | None = None, z_fake: torch.Tensor | None = None,
-                           x_fake: torch.Tensor | None = None,
-                           real_features: tuple[torch.Tensor, torch.Tensor] | None = None) -> objectives.Losses:
-        return objectives.autoencoder_losses(self, x, self.config.weights, z=z, z_fake=z_fake, x_fake=x_fake,
-                                             real_features=real_features)
+    def autoencoder_losses(
+        self,
+        x: torch.Tensor,
+        z: torch.Tensor | None = None,
+        z_fake: torch.Tensor | None = None,
+        x_fake: torch.Tensor | None = None,
+        real_features: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> objectives.Losses:
+        return objectives.autoencoder_losses(
+            self, x, self.config.weights, z=z, z_fake=z_fake, x_fake=x_fake, real_features=real_features
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reconstruct(x)
@@ -288,9 +330,16 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
         text = json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n"
         atomic_write(save_directory / CONFIG_NAME, lambda p: Path(p).write_text(text, encoding="utf-8"))
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *, config: Any = None, push_to_hub: bool = False,
-                        repo_id: str | None = None, model_card_kwargs: dict[str, Any] | None = None,
-                        **push_to_hub_kwargs: Any) -> str | None:  # type: ignore[override]
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        config: Any = None,
+        push_to_hub: bool = False,
+        repo_id: str | None = None,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **push_to_hub_kwargs: Any,
+    ) -> str | None:  # type: ignore[override]
         """Write ``model.safetensors``, ``config.json`` and, if missing, a model card ``README.md``.
 
         Each file is replaced atomically, so a process killed while saving leaves the previous model loadable
@@ -305,24 +354,43 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
             model_card = self.generate_model_card(**(model_card_kwargs or {}))
             atomic_write(card, lambda p: model_card.save(p))
         if push_to_hub:
-            return self.push_to_hub(repo_id or save_directory.name, model_card_kwargs=model_card_kwargs,
-                                    **push_to_hub_kwargs)
+            return self.push_to_hub(
+                repo_id or save_directory.name, model_card_kwargs=model_card_kwargs, **push_to_hub_kwargs
+            )
         return None
 
     @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
-                         force_download: bool, local_files_only: bool, token: str | bool | None,
-                         config: Any = None, map_location: str | torch.device = "cpu",
-                         expected_sha256: str | None = None, **kwargs: Any) -> BAVAE:
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        config: Any = None,
+        map_location: str | torch.device = "cpu",
+        expected_sha256: str | None = None,
+        **kwargs: Any,
+    ) -> BAVAE:
         if os.path.isdir(model_id):
             config_file, weights_file = Path(model_id) / CONFIG_NAME, Path(model_id) / WEIGHTS_NAME
             for f in (config_file, weights_file):
                 if not f.is_file():
-                    raise WeightsError(f"{model_id} is not a saved BAVAE: {f.name} is missing "
-                                       f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})")
+                    raise WeightsError(
+                        f"{model_id} is not a saved BAVAE: {f.name} is missing "
+                        f"(expected {CONFIG_NAME} and {WEIGHTS_NAME})"
+                    )
         else:
-            dl = dict(repo_id=model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
-                      local_files_only=local_files_only, token=token)
+            dl = dict(
+                repo_id=model_id,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                local_files_only=local_files_only,
+                token=token,
+            )
             config_file = Path(hf_hub_download(filename=CONFIG_NAME, **dl))
             weights_file = Path(hf_hub_download(filename=WEIGHTS_NAME, **dl))
             problem = hash_problem(weights_file, expected_sha256)  # or the Hub's sha256 (the cache's blob name)
@@ -333,14 +401,22 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
         return cls.from_files(model_config, weights_file, map_location=map_location, expected_sha256=expected_sha256)
 
     @classmethod
-    def from_files(cls, config: BAVAEConfig, weights_file: str | os.PathLike, *, map_location: Any = "cpu",
-                   expected_sha256: str | None = None) -> BAVAE:
+    def from_files(
+        cls,
+        config: BAVAEConfig,
+        weights_file: str | os.PathLike,
+        *,
+        map_location: Any = "cpu",
+        expected_sha256: str | None = None,
+    ) -> BAVAE:
         """Build from a config and a safetensors file, checking its sha256 first when one is expected."""
         if expected_sha256 is not None:
             actual = sha256_file(weights_file)
             if actual != expected_sha256:
-                raise WeightsError(f"sha256 mismatch for {weights_file}: expected {expected_sha256}, got {actual}; "
-                                   "the file is corrupt or not the published one and was not loaded")
+                raise WeightsError(
+                    f"sha256 mismatch for {weights_file}: expected {expected_sha256}, got {actual}; "
+                    "the file is corrupt or not the published one and was not loaded"
+                )
         model = cls(config)
         try:
             state = load_file(str(weights_file), device=str(map_location))
@@ -350,9 +426,11 @@ class BAVAE(nn.Module, ModelHubMixin, library_name="bavae", tags=["bavae", "vae"
         missing, unexpected = set(expected) - set(state), set(state) - set(expected)
         wrong_shape = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
         if missing or unexpected or wrong_shape:
-            raise WeightsError(f"{weights_file} does not match the config ({config.arch}, {config.image_size}px, "
-                               f"width {config.width}, latent {config.latent_dim}): {len(missing)} missing, "
-                               f"{len(unexpected)} unexpected and {len(wrong_shape)} wrongly shaped tensors"
-                               + (f" (e.g. {wrong_shape[0]})" if wrong_shape else ""))
+            raise WeightsError(
+                f"{weights_file} does not match the config ({config.arch}, {config.image_size}px, "
+                f"width {config.width}, latent {config.latent_dim}): {len(missing)} missing, "
+                f"{len(unexpected)} unexpected and {len(wrong_shape)} wrongly shaped tensors"
+                + (f" (e.g. {wrong_shape[0]})" if wrong_shape else "")
+            )
         model.load_state_dict(state)
         return model.to(map_location).eval()

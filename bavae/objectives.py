@@ -51,8 +51,9 @@ def info_nce(scores: torch.Tensor) -> torch.Tensor:
     return math.log(n) + (scores.diagonal() - scores.logsumexp(dim=0)).mean()
 
 
-def mmd_imq(a: torch.Tensor, b: torch.Tensor, scales: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
-            ) -> torch.Tensor:
+def mmd_imq(
+    a: torch.Tensor, b: torch.Tensor, scales: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+) -> torch.Tensor:
     """Unbiased MMD^2 between two samples (N, d) with inverse multiquadric kernels C / (C + |x - y|^2),
     C = 2 d s for each scale s (as in Wasserstein auto-encoders, Tolstikhin et al. 2018). Zero in expectation
     when both come from one distribution; the heavy tails of the IMQ kernel keep gradients alive for far codes."""
@@ -62,8 +63,12 @@ def mmd_imq(a: torch.Tensor, b: torch.Tensor, scales: tuple[float, ...] = (0.1, 
     for s in scales:
         c = 2 * d * s
         k_aa, k_bb = c / (c + aa), c / (c + bb)
-        total = total + (k_aa.sum() - k_aa.diagonal().sum()) / (n * (n - 1)) \
-            + (k_bb.sum() - k_bb.diagonal().sum()) / (m * (m - 1)) - 2 * (c / (c + ab)).mean()
+        total = (
+            total
+            + (k_aa.sum() - k_aa.diagonal().sum()) / (n * (n - 1))
+            + (k_bb.sum() - k_bb.diagonal().sum()) / (m * (m - 1))
+            - 2 * (c / (c + ab)).mean()
+        )
     return total
 
 
@@ -121,7 +126,9 @@ class Losses:
     inference_critic: torch.Tensor | None = None
     generative_critic: torch.Tensor | None = None
     encoder: torch.Tensor | None = None  # terms only the encoder moves: KL game, information
-    decoder: torch.Tensor | None = None  # terms the decoder moves (and the encoder through z): generative game, reconstruction
+    decoder: torch.Tensor | None = (
+        None  # terms the decoder moves (and the encoder through z): generative game, reconstruction
+    )
     logs: dict[str, float] | None = None
     # The critics' image features of the real batch, (inference, generative), detached: the encoder/decoder step
     # reuses them (one critic step old) instead of running both trunks over the real images again.
@@ -142,8 +149,9 @@ def fake_pairs(model: nn.Module, z: torch.Tensor, weights: ObjectiveWeights) -> 
     return z, model.decoder(z)
 
 
-def _real_and_fake_features(inference: nn.Module, generative: nn.Module, x: torch.Tensor, x_fake: torch.Tensor
-                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _real_and_fake_features(
+    inference: nn.Module, generative: nn.Module, x: torch.Tensor, x_fake: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Image features (inference critic on x, generative critic on x, generative critic on x_fake), with one
     trunk pass over [x, x_fake] when the two critics share their trunk."""
     if generative.shares_trunk_with(inference):
@@ -153,8 +161,14 @@ def _real_and_fake_features(inference: nn.Module, generative: nn.Module, x: torc
     return inference.image_features(x), h_x, h_fake
 
 
-def critic_losses(model: nn.Module, x: torch.Tensor, weights: ObjectiveWeights, z: torch.Tensor | None = None,
-                  z_fake: torch.Tensor | None = None, x_fake: torch.Tensor | None = None) -> Losses:
+def critic_losses(
+    model: nn.Module,
+    x: torch.Tensor,
+    weights: ObjectiveWeights,
+    z: torch.Tensor | None = None,
+    z_fake: torch.Tensor | None = None,
+    x_fake: torch.Tensor | None = None,
+) -> Losses:
     """Both critics' losses, -V_I and -V_G, on codes z ~ q(z|x) and fake pairs (x_fake, z_fake) from
     :func:`fake_pairs`, with no gradient to the encoder/decoder. Pass z, z_fake and x_fake to reuse an
     encoder/decoder pass (they are detached here); else they are drawn fresh.
@@ -176,21 +190,33 @@ def critic_losses(model: nn.Module, x: torch.Tensor, weights: ObjectiveWeights, 
     d_real, d_fake = generative.score(h_x_generative, z), generative.score(h_fake, z_fake)
     v_generative = generative_critic_value(d_real, d_fake)  # eq. 14 (with prior fakes: the joints' KL)
 
-    logs = _floats({
-        "kl_estimate": v_inference,  # eq. 9: at the critic's optimum, E_x KL(q(z|x) || p(z))
-        "generative_value": v_generative,  # eq. 17: E_z KL(r(x|z) || p_theta(x|z))
-        "t_posterior": t_posterior.mean(),
-        "d_real": d_real.mean(),
-        "d_fake": d_fake.mean(),
-    })
-    return Losses(inference_critic=-v_inference, generative_critic=-v_generative, logs=logs,
-                  real_features=(h_x_inference.detach(), h_x_generative.detach()))
+    logs = _floats(
+        {
+            "kl_estimate": v_inference,  # eq. 9: at the critic's optimum, E_x KL(q(z|x) || p(z))
+            "generative_value": v_generative,  # eq. 17: E_z KL(r(x|z) || p_theta(x|z))
+            "t_posterior": t_posterior.mean(),
+            "d_real": d_real.mean(),
+            "d_fake": d_fake.mean(),
+        }
+    )
+    return Losses(
+        inference_critic=-v_inference,
+        generative_critic=-v_generative,
+        logs=logs,
+        real_features=(h_x_inference.detach(), h_x_generative.detach()),
+    )
 
 
-def autoencoder_losses(model: nn.Module, x: torch.Tensor, weights: ObjectiveWeights, info_batch: int = 64,
-                       z: torch.Tensor | None = None, z_fake: torch.Tensor | None = None,
-                       x_fake: torch.Tensor | None = None,
-                       real_features: tuple[torch.Tensor, torch.Tensor] | None = None) -> Losses:
+def autoencoder_losses(
+    model: nn.Module,
+    x: torch.Tensor,
+    weights: ObjectiveWeights,
+    info_batch: int = 64,
+    z: torch.Tensor | None = None,
+    z_fake: torch.Tensor | None = None,
+    x_fake: torch.Tensor | None = None,
+    real_features: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Losses:
     """Encoder and decoder losses of eq. 19 plus the weighted extra terms. Critic weights get no update from these.
 
     Pass z = E(x) and (z_fake, x_fake) = :func:`fake_pairs`, computed with autograd on, to reuse a pass (the

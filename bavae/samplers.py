@@ -26,7 +26,11 @@ def check_sampler_config(sampler: Any, latent_dim: int) -> None:
     if sampler is None:
         return
     expected = f'null or {{"kind": "gmm", "components": K}} with 1 <= K <= {MAX_COMPONENTS}'
-    if not isinstance(sampler, dict) or sampler.get("kind") not in SAMPLER_KINDS or set(sampler) != {"kind", "components"}:
+    if (
+        not isinstance(sampler, dict)
+        or sampler.get("kind") not in SAMPLER_KINDS
+        or set(sampler) != {"kind", "components"}
+    ):
         raise ValueError(f"config.sampler must be {expected}, got {sampler!r}")
     k = sampler["components"]
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_COMPONENTS:
@@ -47,23 +51,29 @@ class GaussianMixtureSampler(nn.Module):
         return {"kind": "gmm", "components": self.means.shape[0]}
 
     @classmethod
-    def fit(cls, codes: torch.Tensor, components: int = 10, seed: int = 0, max_iter: int = 200) -> GaussianMixtureSampler:
+    def fit(
+        cls, codes: torch.Tensor, components: int = 10, seed: int = 0, max_iter: int = 200
+    ) -> GaussianMixtureSampler:
         """Fit on codes (N, latent_dim) with scikit-learn's EM (k-means initialisation, full covariances)."""
         try:
             from sklearn.mixture import GaussianMixture
         except ImportError:
-            raise ImportError("fitting a latent sampler needs scikit-learn: pip install 'bavae[train]' "
-                              "(or pip install scikit-learn)") from None
+            raise ImportError(
+                "fitting a latent sampler needs scikit-learn: pip install 'bavae[train]' (or pip install scikit-learn)"
+            ) from None
         import numpy as np
 
         codes = codes.detach().double().cpu().numpy()
         if codes.ndim != 2 or len(codes) < 2 * components:
-            raise ValueError(f"fitting {components} components needs at least {2 * components} codes, "
-                             f"got an array of shape {codes.shape}")
+            raise ValueError(
+                f"fitting {components} components needs at least {2 * components} codes, "
+                f"got an array of shape {codes.shape}"
+            )
         if not np.isfinite(codes).all():
             raise ValueError("the codes to fit hold NaN or inf values: the model is broken")
-        gmm = GaussianMixture(components, covariance_type="full", reg_covar=1e-5, max_iter=max_iter,
-                              random_state=seed).fit(codes)
+        gmm = GaussianMixture(
+            components, covariance_type="full", reg_covar=1e-5, max_iter=max_iter, random_state=seed
+        ).fit(codes)
         sampler = cls(components, codes.shape[1])
         sampler.weights.copy_(torch.from_numpy(gmm.weights_ / gmm.weights_.sum()))
         sampler.means.copy_(torch.from_numpy(gmm.means_))
@@ -73,8 +83,9 @@ class GaussianMixtureSampler(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n codes (n, latent_dim): a component per code by its weight, then mean + L eps."""
         component = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        eps = torch.randn(n, self.means.shape[1], 1, device=self.means.device, dtype=self.means.dtype,
-                          generator=generator)
+        eps = torch.randn(
+            n, self.means.shape[1], 1, device=self.means.device, dtype=self.means.dtype, generator=generator
+        )
         return self.means[component] + (self.scale_tril[component] @ eps).squeeze(-1)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:

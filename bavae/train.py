@@ -137,7 +137,7 @@ def optimizer_from_tensors(prefix: str, opt, tensors: dict[str, Any], meta: dict
     state: dict[int, dict[str, Any]] = {}
     for key, v in tensors.items():
         if key.startswith(prefix + "."):
-            idx, name = key[len(prefix) + 1:].split(".", 1)
+            idx, name = key[len(prefix) + 1 :].split(".", 1)
             state.setdefault(int(idx), {})[name] = v
     for key, v in meta["scalars"].items():
         idx, name = key.split(".", 1)
@@ -145,8 +145,9 @@ def optimizer_from_tensors(prefix: str, opt, tensors: dict[str, Any], meta: dict
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_training_state(path: Path, *, model, ema, opt_critic, opt_ae, step: int, cfg: TrainConfig,
-                        extra: dict[str, Any], device) -> None:
+def save_training_state(
+    path: Path, *, model, ema, opt_critic, opt_ae, step: int, cfg: TrainConfig, extra: dict[str, Any], device
+) -> None:
     """One safetensors file holds every tensor; the JSON state rides in its metadata: one atomic rename."""
     from safetensors.torch import save_file
 
@@ -160,8 +161,14 @@ def save_training_state(path: Path, *, model, ema, opt_critic, opt_ae, step: int
     tensors.update(t_a)
     tensors.update(rng_state_tensors(device))
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    meta = {"step": step, "train_config": dataclasses.asdict(cfg), "model_config": model.config.to_dict(),
-            "opt_critic": m_c, "opt_autoencoder": m_a, **extra}
+    meta = {
+        "step": step,
+        "train_config": dataclasses.asdict(cfg),
+        "model_config": model.config.to_dict(),
+        "opt_critic": m_c,
+        "opt_autoencoder": m_a,
+        **extra,
+    }
     atomic_write(path, lambda p: save_file(tensors, p, metadata={"bavae_training_state": json.dumps(meta)}))
 
 
@@ -288,8 +295,15 @@ def game_step(model, batches: list, opt_critic, opt_autoencoder, *, autocast=Non
 
 
 # ------------------------------------------------------------------------------------------------ samplers
-def fit_latent_sampler(model, dataset, components: int = 10, max_codes: int = 60_000, batch_size: int = 500,
-                       seed: int = 0, progress: bool = True):
+def fit_latent_sampler(
+    model,
+    dataset,
+    components: int = 10,
+    max_codes: int = 60_000,
+    batch_size: int = 500,
+    seed: int = 0,
+    progress: bool = True,
+):
     """Fit a Gaussian mixture on the codes of up to ``max_codes`` training images (one posterior draw each, spread
     over the whole set) and attach it to ``model``; :meth:`BAVAE.sample` then draws from it. Returns the sampler."""
     import torch
@@ -301,14 +315,19 @@ def fit_latent_sampler(model, dataset, components: int = 10, max_codes: int = 60
     index = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, index), batch_size=batch_size)
     generator = torch.Generator(model.device).manual_seed(seed)
-    codes = [model.encode(x.to(model.device), generator=generator).float().cpu()
-             for x in tqdm(loader, desc="encoding for the sampler", disable=not progress, leave=False)]
+    codes = [
+        model.encode(x.to(model.device), generator=generator).float().cpu()
+        for x in tqdm(loader, desc="encoding for the sampler", disable=not progress, leave=False)
+    ]
     codes = torch.cat(codes)
     # A full covariance has d(d+1)/2 numbers: keep at least 2(d+1) codes per component, or the mixture copies codes
     supported = max(1, len(codes) // (2 * (codes.shape[1] + 1)))
     if components > supported:
-        print(f"fitting {supported} mixture component(s), not {components}: {len(codes)} codes of dimension "
-              f"{codes.shape[1]} support no more", file=sys.stderr)
+        print(
+            f"fitting {supported} mixture component(s), not {components}: {len(codes)} codes of dimension "
+            f"{codes.shape[1]} support no more",
+            file=sys.stderr,
+        )
     sampler = GaussianMixtureSampler.fit(codes, min(components, supported), seed=seed)
     model.set_latent_sampler(sampler)
     return sampler
@@ -358,14 +377,23 @@ def train(cfg: TrainConfig) -> Path:
         model_config = init_model.config
         if cfg.objective_weights:  # fine-tuning may re-weight the objective; the nets stay the pretrained ones
             model_config = dataclasses.replace(
-                model_config, objective_weights={**model_config.objective_weights, **cfg.objective_weights})
+                model_config, objective_weights={**model_config.objective_weights, **cfg.objective_weights}
+            )
     else:
         image_size = cfg.image_size or natural_image_size(cfg.dataset, cfg.arch)
         model_config = BAVAEConfig(
-            arch=cfg.arch, image_size=image_size, channels=cfg.channels or natural_channels(cfg.dataset),
-            latent_dim=cfg.latent_dim, posterior_noise_dim=cfg.posterior_noise_dim,
-            decoder_noise_dim=cfg.decoder_noise_dim, width=cfg.width, critic_width=cfg.critic_width,
-            shared_critic_trunk=cfg.shared_critic_trunk, objective=cfg.objective, objective_weights=cfg.objective_weights)
+            arch=cfg.arch,
+            image_size=image_size,
+            channels=cfg.channels or natural_channels(cfg.dataset),
+            latent_dim=cfg.latent_dim,
+            posterior_noise_dim=cfg.posterior_noise_dim,
+            decoder_noise_dim=cfg.decoder_noise_dim,
+            width=cfg.width,
+            critic_width=cfg.critic_width,
+            shared_critic_trunk=cfg.shared_critic_trunk,
+            objective=cfg.objective,
+            objective_weights=cfg.objective_weights,
+        )
     model = BAVAE(model_config)
     if cfg.init and not resuming:
         model.load_state_dict(init_model.state_dict())
@@ -375,8 +403,14 @@ def train(cfg: TrainConfig) -> Path:
     # ---- data: each rank reads its own strided share of one seeded permutation per epoch ----
     if ddp and not master:  # rank 0 builds first (dsprites writes its cache once), the others wait
         dist.barrier()
-    dataset = data.build_dataset(cfg.dataset, data_dir=cfg.data_dir, image_size=model_config.image_size,
-                                 channels=model_config.channels, split="train", limit=cfg.limit)
+    dataset = data.build_dataset(
+        cfg.dataset,
+        data_dir=cfg.data_dir,
+        image_size=model_config.image_size,
+        channels=model_config.channels,
+        split="train",
+        limit=cfg.limit,
+    )
     if ddp and master:
         dist.barrier()
     per_rank_batch = cfg.batch_size // world
@@ -399,9 +433,13 @@ def train(cfg: TrainConfig) -> Path:
             order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
             order = order[: batches_per_epoch * cfg.batch_size].view(batches_per_epoch, cfg.batch_size)
             index_batches = [b[rank::world].tolist() for b in order[offset:]]
-            loader = torch.utils.data.DataLoader(dataset, batch_sampler=index_batches, num_workers=cfg.num_workers,
-                                                 pin_memory=device.type == "cuda",
-                                                 generator=torch.Generator())  # keep the global RNG untouched
+            loader = torch.utils.data.DataLoader(
+                dataset,
+                batch_sampler=index_batches,
+                num_workers=cfg.num_workers,
+                pin_memory=device.type == "cuda",
+                generator=torch.Generator(),
+            )  # keep the global RNG untouched
 
             for x in loader:
                 yield index, x
@@ -439,8 +477,17 @@ def train(cfg: TrainConfig) -> Path:
     def checkpoint() -> None:
         if master:
             out.mkdir(parents=True, exist_ok=True)
-            save_training_state(state_path, model=model, ema=ema, opt_critic=opt_critic, opt_ae=opt_ae, step=step,
-                                cfg=cfg, extra={"lr_scale": lr_scale, "recoveries": recoveries}, device=device)
+            save_training_state(
+                state_path,
+                model=model,
+                ema=ema,
+                opt_critic=opt_critic,
+                opt_ae=opt_ae,
+                step=step,
+                cfg=cfg,
+                extra={"lr_scale": lr_scale, "recoveries": recoveries},
+                device=device,
+            )
             ema.inference_critic.load_state_dict(model.inference_critic.state_dict())  # critics are not averaged
             ema.generative_critic.load_state_dict(model.generative_critic.state_dict())
             ema.save_pretrained(out)
@@ -463,7 +510,7 @@ def train(cfg: TrainConfig) -> Path:
         flat /= world
         offset = 0
         for g in grads:
-            g.copy_(flat[offset: offset + g.numel()].view_as(g))
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
 
     def set_lr() -> None:
@@ -492,33 +539,40 @@ def train(cfg: TrainConfig) -> Path:
     while step < total_steps:
         try:
             xs = [next(data_iter)[1].to(device, non_blocking=True) for _ in range(cfg.critic_steps)]
-            critic, ae, critic_loss, ae_loss = game_step(model, xs, opt_critic, opt_ae, autocast=autocast,
-                                                         scalers=scalers, sync=sync_gradients)
+            critic, ae, critic_loss, ae_loss = game_step(
+                model, xs, opt_critic, opt_ae, autocast=autocast, scalers=scalers, sync=sync_gradients
+            )
             scalars = {**critic.logs, **ae.logs}
             worst = max(abs(scalars["t_posterior"]), abs(scalars["d_real"]), abs(scalars["d_fake"]))
             finite = math.isfinite(critic_loss.item()) and math.isfinite(ae_loss.item())
             out_of_time = cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes
-            flags = torch.tensor([float(not finite or worst > cfg.max_critic_value), float(out_of_time)],
-                                 device=device)
+            flags = torch.tensor([float(not finite or worst > cfg.max_critic_value), float(out_of_time)], device=device)
             if ddp:  # every rank must take the same branches
                 dist.all_reduce(flags, op=dist.ReduceOp.MAX)
             bad, out_of_time = flags.tolist()
             if bad:
-                raise Diverged(f"step {step}: critic loss {critic_loss.item():.3g}, autoencoder loss "
-                               f"{ae_loss.item():.3g}, largest critic output {worst:.3g}")
+                raise Diverged(
+                    f"step {step}: critic loss {critic_loss.item():.3g}, autoencoder loss "
+                    f"{ae_loss.item():.3g}, largest critic output {worst:.3g}"
+                )
         except Diverged as why:  # divergence guard: back to the last good checkpoint at half the learning rate
             count, scale_before = recoveries + 1, lr_scale
             if count > cfg.max_recoveries:
                 progress.close()
-                raise TrainingError(f"training diverged {count} times ({why}); giving up. Try a lower --lr / "
-                                    f"--critic-lr or a smaller --batch-size; the last good model is in {out}") from None
+                raise TrainingError(
+                    f"training diverged {count} times ({why}); giving up. Try a lower --lr / "
+                    f"--critic-lr or a smaller --batch-size; the last good model is in {out}"
+                ) from None
             restore(*load_training_state(state_path))
             recoveries, lr_scale = count, min(lr_scale, scale_before) * 0.5
             set_lr()
             data_iter = batches(step)
             if master:
-                progress.write(f"diverged ({why}); restored step {step}, learning rates x{lr_scale:g} "
-                               f"(recovery {recoveries} of at most {cfg.max_recoveries})", file=sys.stderr)
+                progress.write(
+                    f"diverged ({why}); restored step {step}, learning rates x{lr_scale:g} "
+                    f"(recovery {recoveries} of at most {cfg.max_recoveries})",
+                    file=sys.stderr,
+                )
             log.restart(step)
             log.write(step, {"recovery": recoveries, "lr_scale": lr_scale}, csv_row=False)
             continue
@@ -533,15 +587,22 @@ def train(cfg: TrainConfig) -> Path:
         if out_of_time:  # this step is the last: sample, checkpoint and save as at the planned end
             total_steps = step
             if master:
-                progress.write(f"--max-minutes {cfg.max_minutes:g} reached at step {step}; continue with "
-                               f"`bavae train --resume {out}`", file=sys.stderr)
+                progress.write(
+                    f"--max-minutes {cfg.max_minutes:g} reached at step {step}; continue with "
+                    f"`bavae train --resume {out}`",
+                    file=sys.stderr,
+                )
 
         if step % cfg.log_every == 0 or step == total_steps:
             scalars["images_per_s"] = images_seen / (time.perf_counter() - t0)
             scalars["lr_scale"], scalars["recoveries"] = lr_scale, recoveries
-            progress.set_postfix(kl=f"{scalars['kl_estimate']:.2f}", V_G=f"{scalars['generative_value']:.2f}",
-                                 enc=f"{scalars['encoder']:.2f}", dec=f"{scalars['decoder']:.2f}",
-                                 mse=f"{scalars['recon_mse']:.4f}")
+            progress.set_postfix(
+                kl=f"{scalars['kl_estimate']:.2f}",
+                V_G=f"{scalars['generative_value']:.2f}",
+                enc=f"{scalars['encoder']:.2f}",
+                dec=f"{scalars['decoder']:.2f}",
+                mse=f"{scalars['recon_mse']:.4f}",
+            )
             log.write(step, scalars)
         if master and cfg.sample_every and (step % cfg.sample_every == 0 or step == total_steps):
             images = ema.decode(fixed_codes)
@@ -603,9 +664,18 @@ def _validate(cfg: TrainConfig) -> None:
 
 
 @click.command("train", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="JSON or YAML file of options; the command line wins.")
-@click.option("--dataset", type=click.Choice(["fashion-mnist", "dsprites", "celeba", "folder"]), default="fashion-mnist")
-@click.option("--data-dir", default=None, help="Dataset folder (default: the Debian package location for fashion-mnist).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="JSON or YAML file of options; the command line wins.",
+)
+@click.option(
+    "--dataset", type=click.Choice(["fashion-mnist", "dsprites", "celeba", "folder"]), default="fashion-mnist"
+)
+@click.option(
+    "--data-dir", default=None, help="Dataset folder (default: the Debian package location for fashion-mnist)."
+)
 @click.option("--limit", type=int, default=None, help="Use only the first N images.")
 @click.option("--arch", default="dcgan", help="Architecture family: mlp, dcgan, resnet.")
 @click.option("--image-size", type=int, default=None, help="Default: 28 (mlp) / 32 on fashion-mnist, 64 otherwise.")
@@ -615,15 +685,27 @@ def _validate(cfg: TrainConfig) -> None:
 @click.option("--decoder-noise-dim", type=int, default=0)
 @click.option("--width", type=int, default=32)
 @click.option("--critic-width", type=int, default=None)
-@click.option("--shared-critic-trunk/--separate-critic-trunks", default=False,
-              help="One image trunk with two heads for the two critics (faster), or one trunk each.")
+@click.option(
+    "--shared-critic-trunk/--separate-critic-trunks",
+    default=False,
+    help="One image trunk with two heads for the two critics (faster), or one trunk each.",
+)
 @click.option("--objective", default="informative", help="paper (eq. 19 as published) or informative.")
-@click.option("--objective-weight", "objective_weights", multiple=True, metavar="NAME=VALUE",
-              help="Override one weight of the objective, e.g. --objective-weight pixel=0.5 (repeatable).")
+@click.option(
+    "--objective-weight",
+    "objective_weights",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override one weight of the objective, e.g. --objective-weight pixel=0.5 (repeatable).",
+)
 @click.option("--steps", type=int, default=10_000)
 @click.option("--epochs", type=float, default=None, help="Train for this many epochs instead of --steps.")
-@click.option("--max-minutes", type=float, default=None,
-              help="Stop after this many minutes of training (saving as at the end); --resume goes on.")
+@click.option(
+    "--max-minutes",
+    type=float,
+    default=None,
+    help="Stop after this many minutes of training (saving as at the end); --resume goes on.",
+)
 @click.option("--batch-size", type=int, default=64)
 @click.option("--lr", type=float, default=2e-4, help="Encoder and decoder learning rate.")
 @click.option("--critic-lr", type=float, default=2e-4)
@@ -631,8 +713,12 @@ def _validate(cfg: TrainConfig) -> None:
 @click.option("--ema-decay", type=float, default=0.999)
 @click.option("--seed", type=int, default=0)
 @click.option("--device", type=click.Choice(DEVICES), default="auto")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32",
-              help="bf16: autocast on CUDA or the CPU; fp16: autocast with loss scaling, CUDA only.")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="fp32",
+    help="bf16: autocast on CUDA or the CPU; fp16: autocast with loss scaling, CUDA only.",
+)
 @click.option("--compile/--no-compile", default=False, help="torch.compile the sub-networks.")
 @click.option("--num-workers", type=int, default=0)
 @click.option("--out", default="runs/bavae", help="Output folder.")
@@ -640,12 +726,17 @@ def _validate(cfg: TrainConfig) -> None:
 @click.option("--init", default=None, help="Start from a pretrained model (zoo name, Hub repo or folder).")
 @click.option("--sample-every", type=int, default=500)
 @click.option("--checkpoint-every", type=int, default=1000)
-@click.option("--sampler-components", type=int, default=10,
-              help="Components of the Gaussian mixture fitted on the training codes at the end (0: none).")
+@click.option(
+    "--sampler-components",
+    type=int,
+    default=10,
+    help="Components of the Gaussian mixture fitted on the training codes at the end (0: none).",
+)
 @click.option("--log-every", type=int, default=25)
 @click.pass_context
-def train_command(ctx: click.Context, config_file: str | None, resume: str | None, objective_weights: tuple[str, ...],
-                  **options: Any) -> None:
+def train_command(
+    ctx: click.Context, config_file: str | None, resume: str | None, objective_weights: tuple[str, ...], **options: Any
+) -> None:
     """Train (or resume, or fine-tune) a Biadversarial VAE."""
     try:
         values: dict[str, Any] = {}
@@ -657,14 +748,19 @@ def train_command(ctx: click.Context, config_file: str | None, resume: str | Non
             values["out"] = resume
         if config_file:
             values.update(_read_config_file(config_file))
-        explicit = {k: v for k, v in options.items()
-                    if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)}
+        explicit = {
+            k: v
+            for k, v in options.items()
+            if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)
+        }
         if resume is None:  # defaults fill in what neither the file nor the command line said
             values = {**{k: v for k, v in options.items()}, **values}
         values.update(explicit)
         if resume is None and (Path(values["out"]) / STATE_NAME).exists():  # never continue or clobber silently
-            raise TrainingError(f"--out {values['out']} already holds a training run: continue it with "
-                                f"`bavae train --resume {values['out']}`, or choose another --out")
+            raise TrainingError(
+                f"--out {values['out']} already holds a training run: continue it with "
+                f"`bavae train --resume {values['out']}`, or choose another --out"
+            )
         if objective_weights:
             weights = dict(values.get("objective_weights") or {})
             for item in objective_weights:

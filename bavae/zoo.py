@@ -145,8 +145,14 @@ def resolve_device(device: Any = None) -> torch.device:
     return device
 
 
-def load(name_or_path: str | os.PathLike, device: Any = None, revision: str | None = None, *,
-         token: str | bool | None = None, cache_dir: str | os.PathLike | None = None) -> BAVAE:
+def load(
+    name_or_path: str | os.PathLike,
+    device: Any = None,
+    revision: str | None = None,
+    *,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> BAVAE:
     """A pretrained BAVAE in eval mode on ``device`` (None/"auto": cuda if available, else cpu).
 
     ``name_or_path``: a zoo name (:func:`list_models`), a folder written by ``save_pretrained`` / ``bavae train``,
@@ -181,13 +187,19 @@ def _load_record(record: ModelRecord, revision: str | None, device: Any, hub: di
     # without asking the Hub. An unpublished record (sha256 None) is read like any Hub repo.
     known = pinned and record.sha256 is not None
     try:
-        config, weights = fetch_model_files(record.hf_hub_id, record.revision if pinned else revision,
-                                            record.config if known else None, record.sha256 if known else None,
-                                            cache_first=pinned, **hub)
+        config, weights = fetch_model_files(
+            record.hf_hub_id,
+            record.revision if pinned else revision,
+            record.config if known else None,
+            record.sha256 if known else None,
+            cache_first=pinned,
+            **hub,
+        )
     except WeightsUnavailableError as e:
         raise WeightsUnavailableError(
             f"{record.name}: {e}. To make these weights yourself: `{record.train_command}`; "
-            f"to publish them: `{publish_command(record)}`") from None
+            f"to publish them: `{publish_command(record)}`"
+        ) from None
     return _build(config, weights, None, device)  # already checked by fetch_model_files
 
 
@@ -214,158 +226,257 @@ def _build(config: Any, weights: Path, sha256: str | None, device: Any) -> BAVAE
 
 def zoo_table(pattern: str = "*") -> str:
     """The model zoo as a Markdown table, from the records (the docs site and the README are built from this)."""
+
     def num(r: ModelRecord, key: str, fmt: str) -> str:
         return fmt.format(r.metrics[key]) if key in r.metrics else "–"
 
-    rows = ["| model | dataset | architecture | objective | FID ↓ | recon MSE ↓ | class agreement ↑ | MIG ↑ | size |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| model | dataset | architecture | objective | FID ↓ | recon MSE ↓ | class agreement ↑ | MIG ↑ | size |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in list_models(pattern):
         r = model_info(name)
         c = r.config
         shape = f"{c.get('channels')}x{c.get('image_size')}x{c.get('image_size')}"
         size = f"{r.size_mb:.1f} MB" if r.size_mb else "not published"
-        rows.append(f"| `{name}`{' (default)' if name == DEFAULT_MODEL else ''} | {r.dataset} {shape} | "
-                    f"{c.get('arch')} (width {c.get('width')}, latent {c.get('latent_dim')}) | {c.get('objective')} | "
-                    f"{num(r, 'fid', '{:.2f}')} | {num(r, 'recon_mse', '{:.4f}')} | "
-                    f"{num(r, 'class_agreement', '{:.1%}')} | {num(r, 'mig', '{:.3f}')} | {size} |")
+        rows.append(
+            f"| `{name}`{' (default)' if name == DEFAULT_MODEL else ''} | {r.dataset} {shape} | "
+            f"{c.get('arch')} (width {c.get('width')}, latent {c.get('latent_dim')}) | {c.get('objective')} | "
+            f"{num(r, 'fid', '{:.2f}')} | {num(r, 'recon_mse', '{:.4f}')} | "
+            f"{num(r, 'class_agreement', '{:.1%}')} | {num(r, 'mig', '{:.3f}')} | {size} |"
+        )
     return "\n".join(rows)
 
 
 # ------------------------------------------------------------------------------------------------ cards
-def model_card(record_or_model: Any, metrics: dict[str, Any] | None = None, sample_grid_path: str | None = None, *,
-               name: str | None = None, repo_id: str | None = None, dataset: str | None = None,
-               license: str | None = None, train_command: str | None = None, description: str | None = None
-               ) -> ModelCard:
+def model_card(
+    record_or_model: Any,
+    metrics: dict[str, Any] | None = None,
+    sample_grid_path: str | None = None,
+    *,
+    name: str | None = None,
+    repo_id: str | None = None,
+    dataset: str | None = None,
+    license: str | None = None,
+    train_command: str | None = None,
+    description: str | None = None,
+) -> ModelCard:
     """A Hub model card (:func:`bavae.hub.model_card`). Takes a :class:`ModelRecord`, or a BAVAE / BAVAEConfig /
     config dict with the keyword arguments filling in what a record would say."""
     if isinstance(record_or_model, ModelRecord):
         r = record_or_model
-        return _hub_model_card(r.config, {**r.metrics, **(metrics or {})}, sample_grid_path, name=name or r.name,
-                               load_id=r.name, dataset=dataset or r.dataset, license=license or r.license,
-                               train_command=train_command or r.train_command,
-                               description=description or r.description)
-    return _hub_model_card(record_or_model, metrics, sample_grid_path, name=name, repo_id=repo_id, dataset=dataset,
-                           license=license, train_command=train_command, description=description)
+        return _hub_model_card(
+            r.config,
+            {**r.metrics, **(metrics or {})},
+            sample_grid_path,
+            name=name or r.name,
+            load_id=r.name,
+            dataset=dataset or r.dataset,
+            license=license or r.license,
+            train_command=train_command or r.train_command,
+            description=description or r.description,
+        )
+    return _hub_model_card(
+        record_or_model,
+        metrics,
+        sample_grid_path,
+        name=name,
+        repo_id=repo_id,
+        dataset=dataset,
+        license=license,
+        train_command=train_command,
+        description=description,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ the zoo
 def _config(**overrides: Any) -> dict[str, Any]:
     """A full BAVAEConfig.to_dict(), written out so that `bavae list/info` need not import torch."""
-    base = dict(arch="dcgan", image_size=32, channels=1, latent_dim=16, posterior_noise_dim=16, decoder_noise_dim=0,
-                width=32, critic_width=None, spectral_norm=True, prior="normal", objective="informative",
-                objective_weights={})
+    base = dict(
+        arch="dcgan",
+        image_size=32,
+        channels=1,
+        latent_dim=16,
+        posterior_noise_dim=16,
+        decoder_noise_dim=0,
+        width=32,
+        critic_width=None,
+        spectral_norm=True,
+        prior="normal",
+        objective="informative",
+        objective_weights={},
+    )
     return {**base, **overrides}
 
 
-register_pretrained(ModelRecord(
-    name="bavae-fashionmnist32",
-    hf_hub_id="bavae/bavae-fashionmnist32",
-    revision="main",
-    sha256="97f603c0aafb914e889e96dec90bc31249b09643a6b55f3de93f2c67776e9d6f",
-    config=_config(),
-    dataset="fashion-mnist",
-    # `bavae eval bavae-fashionmnist32` (10,000 test images and samples, seed 0), as in benchmarks/peers.py's run
-    metrics={"fid": 208.98, "recon_mse": 0.009416, "recon_ssim": 0.7497, "class_agreement": 0.8674, "kl_nats": 1.953,
-             "infonce_nats": 1.914, "code_std": 1.007},
-    license="mit",
-    bundled=True,
-    size_mb=11.83,
-    description="The default model: Fashion-MNIST, 32x32 grayscale (28x28 zero-padded), DCGAN networks, the "
-                "informative objective; 10,000 steps of batch 64 in 72 minutes on one core of a 2-core AMD EPYC VM "
-                "(CPU only).",
-    train_command="bavae train --dataset fashion-mnist --arch dcgan --steps 10000 --checkpoint-every 500 "
-                  "--sample-every 1000 --out runs/fashionmnist32",
-))
+register_pretrained(
+    ModelRecord(
+        name="bavae-fashionmnist32",
+        hf_hub_id="bavae/bavae-fashionmnist32",
+        revision="main",
+        sha256="97f603c0aafb914e889e96dec90bc31249b09643a6b55f3de93f2c67776e9d6f",
+        config=_config(),
+        dataset="fashion-mnist",
+        # `bavae eval bavae-fashionmnist32` (10,000 test images and samples, seed 0), as in benchmarks/peers.py's run
+        metrics={
+            "fid": 208.98,
+            "recon_mse": 0.009416,
+            "recon_ssim": 0.7497,
+            "class_agreement": 0.8674,
+            "kl_nats": 1.953,
+            "infonce_nats": 1.914,
+            "code_std": 1.007,
+        },
+        license="mit",
+        bundled=True,
+        size_mb=11.83,
+        description="The default model: Fashion-MNIST, 32x32 grayscale (28x28 zero-padded), DCGAN networks, the "
+        "informative objective; 10,000 steps of batch 64 in 72 minutes on one core of a 2-core AMD EPYC VM "
+        "(CPU only).",
+        train_command="bavae train --dataset fashion-mnist --arch dcgan --steps 10000 --checkpoint-every 500 "
+        "--sample-every 1000 --out runs/fashionmnist32",
+    )
+)
 
-register_pretrained(ModelRecord(
-    name="bavae-fashionmnist28-mlp",
-    hf_hub_id="bavae/bavae-fashionmnist28-mlp",
-    revision="main",
-    sha256="a50870b413fa6697c0c2f014f09c4c94034722cc9480e0451fc123f39b1ccd36",
-    config=_config(arch="mlp", image_size=28),
-    dataset="fashion-mnist",
-    metrics={"fid": 381.09, "recon_mse": 0.02324, "recon_ssim": 0.5348, "class_agreement": 0.6106, "kl_nats": 1.550,
-             "infonce_nats": 1.307, "code_std": 1.010},
-    license="mit",
-    bundled=True,
-    size_mb=7.03,
-    description="Fashion-MNIST at its native 28x28, MLP networks (width 32: 256-wide hidden layers), the informative "
-                "objective; 5,000 steps of batch 64 on the CPU.",
-    train_command="bavae train --dataset fashion-mnist --arch mlp --steps 5000 --checkpoint-every 500 "
-                  "--sample-every 2000 --out runs/fashionmnist28-mlp",
-))
+register_pretrained(
+    ModelRecord(
+        name="bavae-fashionmnist28-mlp",
+        hf_hub_id="bavae/bavae-fashionmnist28-mlp",
+        revision="main",
+        sha256="a50870b413fa6697c0c2f014f09c4c94034722cc9480e0451fc123f39b1ccd36",
+        config=_config(arch="mlp", image_size=28),
+        dataset="fashion-mnist",
+        metrics={
+            "fid": 381.09,
+            "recon_mse": 0.02324,
+            "recon_ssim": 0.5348,
+            "class_agreement": 0.6106,
+            "kl_nats": 1.550,
+            "infonce_nats": 1.307,
+            "code_std": 1.010,
+        },
+        license="mit",
+        bundled=True,
+        size_mb=7.03,
+        description="Fashion-MNIST at its native 28x28, MLP networks (width 32: 256-wide hidden layers), the informative "
+        "objective; 5,000 steps of batch 64 on the CPU.",
+        train_command="bavae train --dataset fashion-mnist --arch mlp --steps 5000 --checkpoint-every 500 "
+        "--sample-every 2000 --out runs/fashionmnist28-mlp",
+    )
+)
 
-register_pretrained(ModelRecord(
-    name="bavae-fashionmnist32-paper",
-    hf_hub_id="bavae/bavae-fashionmnist32-paper",
-    revision="main",
-    sha256="e52220eef61324d8ea2b41d5dce64796f3c64b5dbfc9751a9235dace615816f7",
-    config=_config(objective="paper"),
-    dataset="fashion-mnist",
-    metrics={"fid": 461.77, "recon_mse": 0.08913, "recon_ssim": 0.2321, "class_agreement": 0.1991, "kl_nats": 0.162,
-             "infonce_nats": 0.014, "code_std": 0.115},
-    license="mit",
-    bundled=True,
-    size_mb=11.83,
-    description="The paper's objective (eq. 19 as published) with the default model's networks, data, seed and budget "
-                "(10,000 steps of batch 64, CPU): kept for comparison. Its objective penalises the information in the "
-                "codes, and its reconstructions show it (see docs/method.md).",
-    train_command="bavae train --dataset fashion-mnist --arch dcgan --objective paper --steps 10000 "
-                  "--checkpoint-every 500 --sample-every 1000 --out runs/fashionmnist32-paper",
-))
+register_pretrained(
+    ModelRecord(
+        name="bavae-fashionmnist32-paper",
+        hf_hub_id="bavae/bavae-fashionmnist32-paper",
+        revision="main",
+        sha256="e52220eef61324d8ea2b41d5dce64796f3c64b5dbfc9751a9235dace615816f7",
+        config=_config(objective="paper"),
+        dataset="fashion-mnist",
+        metrics={
+            "fid": 461.77,
+            "recon_mse": 0.08913,
+            "recon_ssim": 0.2321,
+            "class_agreement": 0.1991,
+            "kl_nats": 0.162,
+            "infonce_nats": 0.014,
+            "code_std": 0.115,
+        },
+        license="mit",
+        bundled=True,
+        size_mb=11.83,
+        description="The paper's objective (eq. 19 as published) with the default model's networks, data, seed and budget "
+        "(10,000 steps of batch 64, CPU): kept for comparison. Its objective penalises the information in the "
+        "codes, and its reconstructions show it (see docs/method.md).",
+        train_command="bavae train --dataset fashion-mnist --arch dcgan --objective paper --steps 10000 "
+        "--checkpoint-every 500 --sample-every 1000 --out runs/fashionmnist32-paper",
+    )
+)
 
-register_pretrained(ModelRecord(
-    name="bavae-fashionmnist32-resnet",
-    hf_hub_id="bavae/bavae-fashionmnist32-resnet",
-    revision="main",
-    sha256="03a33dca27245b792a3decbca41f22b166186f943933856ce114757b68911d99",
-    config=_config(arch="resnet", width=16),
-    dataset="fashion-mnist",
-    metrics={"fid": 556.07, "recon_mse": 0.02320, "recon_ssim": 0.4774, "class_agreement": 0.5558, "kl_nats": 1.628,
-             "infonce_nats": 1.239, "code_std": 0.937},
-    license="mit",
-    bundled=True,
-    size_mb=3.77,
-    description="Fashion-MNIST 32x32, ResNet networks (pre-activation blocks, width 16), the informative objective; "
-                "only 1,000 steps of batch 64 on the CPU (the budget we had): undertrained, its samples are rough. "
-                "It shows the family end to end; retrain it with more --steps for real use.",
-    train_command="bavae train --dataset fashion-mnist --arch resnet --width 16 --steps 1000 --checkpoint-every 500 "
-                  "--sample-every 500 --out runs/fashionmnist32-resnet",
-))
+register_pretrained(
+    ModelRecord(
+        name="bavae-fashionmnist32-resnet",
+        hf_hub_id="bavae/bavae-fashionmnist32-resnet",
+        revision="main",
+        sha256="03a33dca27245b792a3decbca41f22b166186f943933856ce114757b68911d99",
+        config=_config(arch="resnet", width=16),
+        dataset="fashion-mnist",
+        metrics={
+            "fid": 556.07,
+            "recon_mse": 0.02320,
+            "recon_ssim": 0.4774,
+            "class_agreement": 0.5558,
+            "kl_nats": 1.628,
+            "infonce_nats": 1.239,
+            "code_std": 0.937,
+        },
+        license="mit",
+        bundled=True,
+        size_mb=3.77,
+        description="Fashion-MNIST 32x32, ResNet networks (pre-activation blocks, width 16), the informative objective; "
+        "only 1,000 steps of batch 64 on the CPU (the budget we had): undertrained, its samples are rough. "
+        "It shows the family end to end; retrain it with more --steps for real use.",
+        train_command="bavae train --dataset fashion-mnist --arch resnet --width 16 --steps 1000 --checkpoint-every 500 "
+        "--sample-every 500 --out runs/fashionmnist32-resnet",
+    )
+)
 
-register_pretrained(ModelRecord(
-    name="bavae-dsprites64",
-    hf_hub_id="bavae/bavae-dsprites64",
-    revision="main",
-    sha256="50569b024587e627f7daa973b9e1f7929dafceb52c7abc4b9a478551624a285b",
-    config=_config(image_size=64, width=16, latent_dim=10, posterior_noise_dim=10),
-    dataset="dsprites",
-    metrics={"recon_mse": 0.01715, "recon_ssim": 0.3625, "kl_nats": 1.077, "infonce_nats": 1.024, "mig": 0.00888,
-             "code_std": 1.045},
-    license="mit",
-    bundled=True,
-    size_mb=6.74,
-    description="dSprites 64x64 (rendered by bavae), DCGAN networks (width 16), latent 10, the informative objective; "
-                "1,000 steps of batch 64 on the CPU. Its card has a latent-traversal picture and the MIG score.",
-    train_command="bavae train --dataset dsprites --arch dcgan --width 16 --latent-dim 10 --posterior-noise-dim 10 "
-                  "--steps 1000 --checkpoint-every 500 --sample-every 1000 --out runs/dsprites64",
-))
+register_pretrained(
+    ModelRecord(
+        name="bavae-dsprites64",
+        hf_hub_id="bavae/bavae-dsprites64",
+        revision="main",
+        sha256="50569b024587e627f7daa973b9e1f7929dafceb52c7abc4b9a478551624a285b",
+        config=_config(image_size=64, width=16, latent_dim=10, posterior_noise_dim=10),
+        dataset="dsprites",
+        metrics={
+            "recon_mse": 0.01715,
+            "recon_ssim": 0.3625,
+            "kl_nats": 1.077,
+            "infonce_nats": 1.024,
+            "mig": 0.00888,
+            "code_std": 1.045,
+        },
+        license="mit",
+        bundled=True,
+        size_mb=6.74,
+        description="dSprites 64x64 (rendered by bavae), DCGAN networks (width 16), latent 10, the informative objective; "
+        "1,000 steps of batch 64 on the CPU. Its card has a latent-traversal picture and the MIG score.",
+        train_command="bavae train --dataset dsprites --arch dcgan --width 16 --latent-dim 10 --posterior-noise-dim 10 "
+        "--steps 1000 --checkpoint-every 500 --sample-every 1000 --out runs/dsprites64",
+    )
+)
 
-register_pretrained(ModelRecord(
-    name="bavae-celeba64",
-    hf_hub_id="bavae/bavae-celeba64",
-    revision="main",
-    sha256=None,  # not published yet: trained by users who have CelebA (it cannot be had on our machines)
-    config=_config(image_size=64, channels=3, latent_dim=128, posterior_noise_dim=64, width=64),
-    dataset="celeba",
-    license="mit",
-    bundled=False,
-    description="CelebA faces, 64x64 RGB (aligned, 140px centre crop), DCGAN networks. Not bundled: CelebA cannot "
-                "be had where bavae is built; train it with the command below and publish it.",
-    train_command="bavae train --dataset celeba --data-dir PATH/TO/celeba --arch dcgan --image-size 64 --channels 3 "
-                  "--latent-dim 128 --posterior-noise-dim 64 --width 64 --batch-size 128 --steps 50000 "
-                  "--out runs/celeba64",
-))
+register_pretrained(
+    ModelRecord(
+        name="bavae-celeba64",
+        hf_hub_id="bavae/bavae-celeba64",
+        revision="main",
+        sha256=None,  # not published yet: trained by users who have CelebA (it cannot be had on our machines)
+        config=_config(image_size=64, channels=3, latent_dim=128, posterior_noise_dim=64, width=64),
+        dataset="celeba",
+        license="mit",
+        bundled=False,
+        description="CelebA faces, 64x64 RGB (aligned, 140px centre crop), DCGAN networks. Not bundled: CelebA cannot "
+        "be had where bavae is built; train it with the command below and publish it.",
+        train_command="bavae train --dataset celeba --data-dir PATH/TO/celeba --arch dcgan --image-size 64 --channels 3 "
+        "--latent-dim 128 --posterior-noise-dim 64 --width 64 --batch-size 128 --steps 50000 "
+        "--out runs/celeba64",
+    )
+)
 
-__all__ = ["ModelRecord", "register_pretrained", "list_models", "model_info", "load", "model_card", "push", "zoo_table",
-           "bundled_root", "resolve_device", "UnknownModelError", "WeightsUnavailableError", "DEFAULT_MODEL"]
+__all__ = [
+    "ModelRecord",
+    "register_pretrained",
+    "list_models",
+    "model_info",
+    "load",
+    "model_card",
+    "push",
+    "zoo_table",
+    "bundled_root",
+    "resolve_device",
+    "UnknownModelError",
+    "WeightsUnavailableError",
+    "DEFAULT_MODEL",
+]

@@ -63,14 +63,19 @@ def main(run: str, name: str, metrics_json: str | None = None) -> None:
     if record is not None:
         card = zoo.model_card(record, metrics, "samples.png")
     else:
-        card = zoo.model_card(model, metrics, "samples.png", name=name, dataset=dataset,
-                              train_command=train_command_line(state))
+        card = zoo.model_card(
+            model, metrics, "samples.png", name=name, dataset=dataset, train_command=train_command_line(state)
+        )
     if dataset == "dsprites":
-        card.text += ("\n## Latent traversals\n\nEach row sweeps one code dimension from -2.5 to 2.5 around the code of "
-                      "one test image (rows sorted by how much they change the image).\n\n![traversal](traversal.png)\n")
+        card.text += (
+            "\n## Latent traversals\n\nEach row sweeps one code dimension from -2.5 to 2.5 around the code of "
+            "one test image (rows sorted by how much they change the image).\n\n![traversal](traversal.png)\n"
+        )
     card.save(out / "README.md")
-    print(f"{out}: sha256 {sha256_file(out / 'model.safetensors')}, "
-          f"{(out / 'model.safetensors').stat().st_size / 1e6:.2f} MB")
+    print(
+        f"{out}: sha256 {sha256_file(out / 'model.safetensors')}, "
+        f"{(out / 'model.safetensors').stat().st_size / 1e6:.2f} MB"
+    )
 
 
 if __name__ == "__main__":

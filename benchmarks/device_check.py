@@ -33,10 +33,34 @@ RECIPES = {
     "fashionmnist32": ["--dataset", "fashion-mnist", "--arch", "dcgan"],
     "fashionmnist32-resnet": ["--dataset", "fashion-mnist", "--arch", "resnet", "--width", "32"],
     "fashionmnist28-mlp": ["--dataset", "fashion-mnist", "--arch", "mlp"],
-    "dsprites64": ["--dataset", "dsprites", "--arch", "dcgan", "--width", "16", "--latent-dim", "10",
-                   "--posterior-noise-dim", "10"],
-    "emoji64": ["--dataset", "folder", "--arch", "dcgan", "--image-size", "64", "--channels", "3", "--width", "32",
-                "--latent-dim", "64", "--posterior-noise-dim", "64"],
+    "dsprites64": [
+        "--dataset",
+        "dsprites",
+        "--arch",
+        "dcgan",
+        "--width",
+        "16",
+        "--latent-dim",
+        "10",
+        "--posterior-noise-dim",
+        "10",
+    ],
+    "emoji64": [
+        "--dataset",
+        "folder",
+        "--arch",
+        "dcgan",
+        "--image-size",
+        "64",
+        "--channels",
+        "3",
+        "--width",
+        "32",
+        "--latent-dim",
+        "64",
+        "--posterior-noise-dim",
+        "64",
+    ],
 }
 COMMON = ["--shared-critic-trunk", "--checkpoint-every", "2000", "--sample-every", "2000", "--log-every", "50"]
 
@@ -46,8 +70,9 @@ def run(cmd: list[str], log: Path, timeout: float, env: dict | None = None) -> d
     t0 = time.perf_counter()
     with open(log, "w") as f:
         try:
-            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout, cwd=ROOT,
-                                env={**os.environ, **(env or {})}).returncode
+            rc = subprocess.run(
+                cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})}
+            ).returncode
         except subprocess.TimeoutExpired:
             rc = "timeout"
     return {"cmd": " ".join(cmd), "rc": rc, "seconds": round(time.perf_counter() - t0, 1)}
@@ -63,8 +88,10 @@ def pack(run_dir: Path, dest: Path) -> None:
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(run_dir / "model.safetensors"))
-    half = {k: (v.half() if v.is_floating_point() and not k.startswith("latent_sampler.") else v).contiguous()
-            for k, v in state.items()}
+    half = {
+        k: (v.half() if v.is_floating_point() and not k.startswith("latent_sampler.") else v).contiguous()
+        for k, v in state.items()
+    }
     save_file(half, str(run_dir / "model.fp16.safetensors"), metadata={"format": "pt"})
     samples = sorted((run_dir / "samples").glob("step_*.png"))
     with tarfile.open(dest, "w:gz") as tar:
@@ -91,8 +118,12 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     py, dry = sys.executable, args.dry_run
     device = "cpu" if dry else "cuda"
-    env = {"PYTHONPATH": str(ROOT), "BAVAE_WEIGHTS_DIR": str(ROOT / "weights"), "PYTHONUNBUFFERED": "1",
-           "BAVAE_CACHE": str(work / "cache")}
+    env = {
+        "PYTHONPATH": str(ROOT),
+        "BAVAE_WEIGHTS_DIR": str(ROOT / "weights"),
+        "PYTHONUNBUFFERED": "1",
+        "BAVAE_CACHE": str(work / "cache"),
+    }
     results: dict = {"dry_run": dry, "phases": {}}
 
     def save() -> None:
@@ -102,10 +133,15 @@ def main() -> None:
     import torch
 
     results["environment"] = {
-        "torch": torch.__version__, "cuda": torch.version.cuda, "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": sys.version.split()[0],
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "gpu_memory_gb": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
-        if torch.cuda.is_available() else None, "cpus": os.cpu_count()}
+        if torch.cuda.is_available()
+        else None,
+        "cpus": os.cpu_count(),
+    }
     if not dry and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run with --dry-run on the CPU")
     save()
@@ -116,11 +152,15 @@ def main() -> None:
         for batch in (64, 256) if not dry else (8,):
             log = work / f"speed-{batch}.log"
             rounds = ["--rounds", "3", "--steps", "30"] if not dry else ["--rounds", "1", "--steps", "1"]
-            info = run([py, "benchmarks/train_speed.py", "--device", device, "--batch-size", str(batch), "--json",
-                        *rounds], log, 300, env)
+            info = run(
+                [py, "benchmarks/train_speed.py", "--device", device, "--batch-size", str(batch), "--json", *rounds],
+                log,
+                300,
+                env,
+            )
             try:
                 text = log.read_text()
-                speed[str(batch)] = json.loads(text[text.index("{"):])["results"]
+                speed[str(batch)] = json.loads(text[text.index("{") :])["results"]
             except (ValueError, KeyError):
                 speed[str(batch)] = {"error": tail(log), **info}
         results["phases"]["speed"] = speed
@@ -130,27 +170,60 @@ def main() -> None:
     procs = {}
     if "tests" not in skip:
         test_log = work / "tests.log"
-        procs["tests"] = (subprocess.Popen([py, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider",
-                                            "tests/test_cuda.py", "-rs"], cwd=ROOT, env={**os.environ, **env},
-                                           stdout=open(test_log, "w"), stderr=subprocess.STDOUT), test_log)
+        procs["tests"] = (
+            subprocess.Popen(
+                [py, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "tests/test_cuda.py", "-rs"],
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=open(test_log, "w"),
+                stderr=subprocess.STDOUT,
+            ),
+            test_log,
+        )
     runs = [r for r in args.recipes.split(",") if r] if "train" not in skip else []
     for name in runs:
         recipe = list(RECIPES[name])
         if name == "emoji64":
             recipe += ["--data-dir", str(Path(args.emoji_dir).resolve())]
-        budget = ["--steps", "3", "--limit", "128", "--batch-size", "16"] if dry else ["--steps", "1000000", "--max-minutes", str(args.minutes)]
+        budget = (
+            ["--steps", "3", "--limit", "128", "--batch-size", "16"]
+            if dry
+            else ["--steps", "1000000", "--max-minutes", str(args.minutes)]
+        )
         log = work / f"train-{name}.log"
-        cmd = [py, "-m", "bavae.train", *recipe, *COMMON, "--device", device, "--precision", "bf16", *budget,
-               "--out", str(work / name)]
-        procs[name] = (subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=open(log, "w"),
-                                        stderr=subprocess.STDOUT), log)
+        cmd = [
+            py,
+            "-m",
+            "bavae.train",
+            *recipe,
+            *COMMON,
+            "--device",
+            device,
+            "--precision",
+            "bf16",
+            *budget,
+            "--out",
+            str(work / name),
+        ]
+        procs[name] = (
+            subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=open(log, "w"), stderr=subprocess.STDOUT),
+            log,
+        )
     t0 = time.perf_counter()
     for name, (proc, log) in procs.items():
         rc = proc.wait()
         entry = {"rc": rc, "seconds_since_start": round(time.perf_counter() - t0, 1)}
         if name == "tests":
-            entry["summary"] = [ln for ln in tail(log, 4000).splitlines() if "passed" in ln or "failed" in ln
-                                or "skipped" in ln or "SKIPPED" in ln or "FAILED" in ln or "Error" in ln][-12:]
+            entry["summary"] = [
+                ln
+                for ln in tail(log, 4000).splitlines()
+                if "passed" in ln
+                or "failed" in ln
+                or "skipped" in ln
+                or "SKIPPED" in ln
+                or "FAILED" in ln
+                or "Error" in ln
+            ][-12:]
         else:
             metrics = work / name / "metrics.csv"
             if metrics.is_file():
@@ -158,8 +231,12 @@ def main() -> None:
 
                 rows = list(csv.DictReader(open(metrics)))
                 if rows:
-                    entry.update(steps=int(rows[-1]["step"]), images_per_s=float(rows[-1]["images_per_s"]),
-                                 recon_mse=float(rows[-1]["recon_mse"]), kl_estimate=float(rows[-1]["kl_estimate"]))
+                    entry.update(
+                        steps=int(rows[-1]["step"]),
+                        images_per_s=float(rows[-1]["images_per_s"]),
+                        recon_mse=float(rows[-1]["recon_mse"]),
+                        kl_estimate=float(rows[-1]["kl_estimate"]),
+                    )
             if rc != 0:
                 entry["log_tail"] = tail(log)
         results["phases"][name] = entry
@@ -169,21 +246,38 @@ def main() -> None:
     if "score" not in skip and "fashionmnist32" in runs and (work / "fashionmnist32" / "model.safetensors").is_file():
         log = work / "eval.log"
         n = ["--n-samples", "200", "--n-test", "200"] if dry else []
-        info = run([py, "-m", "bavae", "eval", str(work / "fashionmnist32"), "--json", "--device", device, *n],
-                   log, 300, env)
+        info = run(
+            [py, "-m", "bavae", "eval", str(work / "fashionmnist32"), "--json", "--device", device, *n], log, 300, env
+        )
         try:
             text = log.read_text()
-            results["phases"]["eval_fashionmnist32"] = json.loads(text[text.index("{"):text.rindex("}") + 1])
+            results["phases"]["eval_fashionmnist32"] = json.loads(text[text.index("{") : text.rindex("}") + 1])
         except ValueError:
             results["phases"]["eval_fashionmnist32"] = {"error": tail(log), **info}
         save()
     if "score" not in skip and "dsprites64" in runs and (work / "dsprites64" / "model.safetensors").is_file():
         log = work / "dsprites_mig.log"
         budget = ["--steps", "3", "--n-test", "300"] if dry else ["--minutes", str(args.minutes)]
-        info = run([py, "benchmarks/dsprites_mig.py", "--ours", str(work / "dsprites64"), "--device", device,
-                    "--out", str(work / "dsprites-vae"), *budget], log, 60 * args.minutes + 240, env)
+        info = run(
+            [
+                py,
+                "benchmarks/dsprites_mig.py",
+                "--ours",
+                str(work / "dsprites64"),
+                "--device",
+                device,
+                "--out",
+                str(work / "dsprites-vae"),
+                *budget,
+            ],
+            log,
+            60 * args.minutes + 240,
+            env,
+        )
         mig = work / "dsprites-vae" / "results.json"
-        results["phases"]["dsprites_mig"] = json.loads(mig.read_text()) if mig.is_file() else {"error": tail(log), **info}
+        results["phases"]["dsprites_mig"] = (
+            json.loads(mig.read_text()) if mig.is_file() else {"error": tail(log), **info}
+        )
         save()
 
     # 6. what comes back
@@ -195,14 +289,18 @@ def main() -> None:
         if "error" in rows:
             continue
         lines += [f"## speed, batch {batch}", "", "| setup | images/s | / VAE fp32 | / VAE bf16 |", "|---|---|---|---|"]
-        lines += [f"| {k} | {r['images_per_s']:.0f} | {r['over_vae_fp32']:.2f}x | {r['over_vae_bf16']:.2f}x |"
-                  for k, r in rows.items()]
+        lines += [
+            f"| {k} | {r['images_per_s']:.0f} | {r['over_vae_fp32']:.2f}x | {r['over_vae_bf16']:.2f}x |"
+            for k, r in rows.items()
+        ]
         lines.append("")
     lines += ["## runs", "", "| run | rc | steps | images/s | recon MSE |", "|---|---|---|---|---|"]
     for name in runs:
         r = results["phases"].get(name, {})
-        lines.append(f"| {name} | {r.get('rc')} | {r.get('steps', '–')} | {r.get('images_per_s', 0):.0f} | "
-                     f"{r.get('recon_mse', float('nan')):.4f} |")
+        lines.append(
+            f"| {name} | {r.get('rc')} | {r.get('steps', '–')} | {r.get('images_per_s', 0):.0f} | "
+            f"{r.get('recon_mse', float('nan')):.4f} |"
+        )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     save()
     print((out / "results.md").read_text())

@@ -32,8 +32,11 @@ def train_vae(spec: NetSpec, device: torch.device, minutes: float | None, steps:
     from pythae.trainers import BaseTrainer
 
     torch.manual_seed(seed)
-    config = VAEConfig(input_dim=(spec.channels, spec.image_size, spec.image_size), latent_dim=spec.latent_dim,
-                       reconstruction_loss="bce")
+    config = VAEConfig(
+        input_dim=(spec.channels, spec.image_size, spec.image_size),
+        latent_dim=spec.latent_dim,
+        reconstruction_loss="bce",
+    )
     model = VAE(config, encoder=GaussianEncoder(spec), decoder=Decoder(spec)).to(device).train()
     opts = type("Optimizers", (), {})()
     opts.optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -111,13 +114,24 @@ def main() -> None:
     spec = NetSpec(c.image_size, c.channels, c.latent_dim, c.posterior_noise_dim, 0, c.width, False)
     vae, meta = train_vae(spec, device, args.minutes, args.steps)
     settings = EvalSettings(n_samples=min(2000, args.n_test), n_test=args.n_test)
-    results = {"bavae": evaluate(ours, "dsprites", settings=settings),
-               "pythae_vae": {**evaluate(vae_adapter(vae, spec, device), "dsprites", settings=settings), **meta}}
+    results = {
+        "bavae": evaluate(ours, "dsprites", settings=settings),
+        "pythae_vae": {**evaluate(vae_adapter(vae, spec, device), "dsprites", settings=settings), **meta},
+    }
     x = _test_images("dsprites", c.image_size, c.channels, 16)[0][3:4].to(device)
     traversal_png(ours, x, out / "bavae-traversal.png")
     traversal_png(_Traversable(vae), x, out / "vae-traversal.png")
-    keep = ("mig", "mig_shape", "mig_scale", "mig_orientation", "mig_posX", "mig_posY", "recon_mse", "steps",
-            "train_minutes")
+    keep = (
+        "mig",
+        "mig_shape",
+        "mig_scale",
+        "mig_orientation",
+        "mig_posX",
+        "mig_posY",
+        "recon_mse",
+        "steps",
+        "train_minutes",
+    )
     results = {name: {k: v for k, v in r.items() if k in keep} for name, r in results.items()}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

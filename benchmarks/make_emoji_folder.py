@@ -48,8 +48,9 @@ def render(font, text: str):
     """The glyph in colour on white, centred on a square canvas; None if the font has no colour glyph for it."""
     from PIL import Image, ImageDraw
 
-    left, top, right, bottom = ImageDraw.Draw(Image.new("RGBA", (1, 1))).textbbox((0, 0), text, font=font,
-                                                                                  embedded_color=True)
+    left, top, right, bottom = ImageDraw.Draw(Image.new("RGBA", (1, 1))).textbbox(
+        (0, 0), text, font=font, embedded_color=True
+    )
     w, h = right - left, bottom - top
     if w <= 0 or h <= 0 or w > 2 * 136:  # not drawn, or drawn as a row of separate glyphs (no ligature)
         return None
@@ -87,8 +88,10 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         image.save(folder / ("-".join(f"{c:x}" for c in points) + ".png"), optimize=True)
         written += 1
-    print(f"wrote {written} glyphs to {args.out} ({skipped} not drawn by the font); per group: "
-          + ", ".join(f"{g} {n}" for g, n in counts.items()))
+    print(
+        f"wrote {written} glyphs to {args.out} ({skipped} not drawn by the font); per group: "
+        + ", ".join(f"{g} {n}" for g, n in counts.items())
+    )
 
 
 if __name__ == "__main__":

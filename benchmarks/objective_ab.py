@@ -25,9 +25,20 @@ VARIANTS = {
     # half of the generative critic's fakes decoded from prior codes
     "prior-fakes": ["--objective-weight", "prior_fakes=0.5", "--separate-critic-trunks", "--precision", "fp32"],
     "prior-fakes-shared": ["--objective-weight", "prior_fakes=0.5", "--shared-critic-trunk", "--precision", "fp32"],
-    "prior-fakes-shared-bf16": ["--objective-weight", "prior_fakes=0.5", "--shared-critic-trunk", "--precision", "bf16"],
-    "posterior-fakes-shared-bf16": ["--objective-weight", "prior_fakes=0", "--shared-critic-trunk",
-                                    "--precision", "bf16"],
+    "prior-fakes-shared-bf16": [
+        "--objective-weight",
+        "prior_fakes=0.5",
+        "--shared-critic-trunk",
+        "--precision",
+        "bf16",
+    ],
+    "posterior-fakes-shared-bf16": [
+        "--objective-weight",
+        "prior_fakes=0",
+        "--shared-critic-trunk",
+        "--precision",
+        "bf16",
+    ],
 }
 
 
@@ -45,8 +56,25 @@ def train(name: str, args: list[str], steps: int, out: Path, bavae: str) -> floa
     if (run / "training_state.safetensors").exists():
         cmd = [bavae, "train", "--resume", str(run)]
     else:
-        cmd = [bavae, "train", "--dataset", "fashion-mnist", "--arch", "dcgan", "--steps", str(steps), "--seed", "0",
-               "--checkpoint-every", "500", "--sample-every", "1000", "--out", str(run), *args]
+        cmd = [
+            bavae,
+            "train",
+            "--dataset",
+            "fashion-mnist",
+            "--arch",
+            "dcgan",
+            "--steps",
+            str(steps),
+            "--seed",
+            "0",
+            "--checkpoint-every",
+            "500",
+            "--sample-every",
+            "1000",
+            "--out",
+            str(run),
+            *args,
+        ]
     print("$", shlex.join(cmd), flush=True)
     before = cpu_seconds_of_children()
     subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -73,9 +101,16 @@ def score(run: Path, components: list[int], n: int) -> dict:
     for k in components:
         fit_latent_sampler(model, data, k, progress=False)
         report = evaluate(model, "fashion-mnist", settings=settings)
-        result.update({f"fid_gmm{k}": report["fid_gmm"], "fid_prior": report["fid_prior"],
-                       "recon_mse": report["recon_mse"], "class_agreement": report["class_agreement"],
-                       "infonce_nats": report["infonce_nats"], "kl_nats": report["kl_nats"]})
+        result.update(
+            {
+                f"fid_gmm{k}": report["fid_gmm"],
+                "fid_prior": report["fid_prior"],
+                "recon_mse": report["recon_mse"],
+                "class_agreement": report["class_agreement"],
+                "infonce_nats": report["infonce_nats"],
+                "kl_nats": report["kl_nats"],
+            }
+        )
     return result
 
 
@@ -100,8 +135,14 @@ def main() -> None:
         if name not in results:
             results[name] = score(out / name, components, args.n_eval)
             results_file.write_text(json.dumps(results, indent=2))
-    keys = ["cpu_min", "fid_prior", *(f"fid_gmm{k}" for k in components), "recon_mse", "class_agreement",
-            "infonce_nats"]
+    keys = [
+        "cpu_min",
+        "fid_prior",
+        *(f"fid_gmm{k}" for k in components),
+        "recon_mse",
+        "class_agreement",
+        "infonce_nats",
+    ]
     print("| variant | " + " | ".join(keys) + " |\n|" + "---|" * (len(keys) + 1))
     for name in names:
         print(f"| {name} | " + " | ".join(f"{results[name].get(k, float('nan')):.4g}" for k in keys) + " |")

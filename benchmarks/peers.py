@@ -51,12 +51,26 @@ from bavae.samplers import GaussianMixtureSampler
 from bavae.train import game_step
 
 try:
-    from pythae.models import (RAE_L2, VAE, VAEGAN, WAE_MMD, Adversarial_AE, Adversarial_AE_Config, RAE_L2_Config,
-                               VAEConfig, VAEGANConfig, WAE_MMD_Config)
+    from pythae.models import (
+        RAE_L2,
+        VAE,
+        VAEGAN,
+        WAE_MMD,
+        Adversarial_AE,
+        Adversarial_AE_Config,
+        RAE_L2_Config,
+        VAEConfig,
+        VAEGANConfig,
+        WAE_MMD_Config,
+    )
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn import BaseDecoder, BaseDiscriminator, BaseEncoder
-    from pythae.trainers import (AdversarialTrainer, BaseTrainer, CoupledOptimizerAdversarialTrainer,
-                                 CoupledOptimizerTrainer)
+    from pythae.trainers import (
+        AdversarialTrainer,
+        BaseTrainer,
+        CoupledOptimizerAdversarialTrainer,
+        CoupledOptimizerTrainer,
+    )
 except ImportError as e:  # pragma: no cover - the benchmark's only extra dependency
     raise SystemExit(f"benchmarks/peers.py needs pythae: pip install pythae ({e})") from None
 
@@ -64,8 +78,9 @@ except ImportError as e:  # pragma: no cover - the benchmark's only extra depend
 RECIPE = dict(config=BAVAEConfig(shared_critic_trunk=True), lr=2e-4, betas=(0.5, 0.999), precision="bf16")
 MODELS = ("bavae", "vae", "vaegan", "aae", "wae", "rae")
 
-SPEC = NetSpec(image_size=32, channels=1, latent_dim=16, width=32, posterior_noise_dim=16, decoder_noise_dim=0,
-               spectral_norm=False)
+SPEC = NetSpec(
+    image_size=32, channels=1, latent_dim=16, width=32, posterior_noise_dim=16, decoder_noise_dim=0, spectral_norm=False
+)
 
 
 class GaussianEncoder(BaseEncoder):
@@ -74,7 +89,10 @@ class GaussianEncoder(BaseEncoder):
     def __init__(self, spec: NetSpec = SPEC):
         super().__init__()
         self.trunk = image_trunk(spec, normalise=True)
-        self.mean, self.log_var = nn.Linear(hidden_dim(spec), spec.latent_dim), nn.Linear(hidden_dim(spec), spec.latent_dim)
+        self.mean, self.log_var = (
+            nn.Linear(hidden_dim(spec), spec.latent_dim),
+            nn.Linear(hidden_dim(spec), spec.latent_dim),
+        )
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         h = self.trunk(x)
@@ -99,9 +117,10 @@ class Discriminator(BaseDiscriminator):
         super().__init__()
         trunk = list(image_trunk(spec, normalise=False))
         stages = conv_stages(spec.image_size)
-        convs = [nn.Sequential(*trunk[2 * i:2 * i + 2]) for i in range(stages)]  # conv + LeakyReLU
-        self.layers = nn.ModuleList([*convs, nn.Sequential(*trunk[2 * stages:]),
-                                     nn.Sequential(nn.Linear(hidden_dim(spec), 1), nn.Sigmoid())])
+        convs = [nn.Sequential(*trunk[2 * i : 2 * i + 2]) for i in range(stages)]  # conv + LeakyReLU
+        self.layers = nn.ModuleList(
+            [*convs, nn.Sequential(*trunk[2 * stages :]), nn.Sequential(nn.Linear(hidden_dim(spec), 1), nn.Sigmoid())]
+        )
         self.depth = len(self.layers)
 
     def forward(self, x: torch.Tensor, output_layer_levels: list[int] | None = None) -> ModelOutput:
@@ -139,22 +158,32 @@ def build(kind: str) -> tuple[nn.Module, callable, callable]:
         model = RAE_L2(RAE_L2_Config(**common), encoder=enc, decoder=dec)
         opts = SimpleNamespace(
             encoder_optimizer=torch.optim.Adam(model.encoder.parameters(), lr=1e-3),
-            decoder_optimizer=torch.optim.Adam(model.decoder.parameters(), lr=1e-3,
-                                               weight_decay=model.model_config.reg_weight))
+            decoder_optimizer=torch.optim.Adam(
+                model.decoder.parameters(), lr=1e-3, weight_decay=model.model_config.reg_weight
+            ),
+        )
         optimizers_step = CoupledOptimizerTrainer._optimizers_step
     elif kind == "aae":
         model = Adversarial_AE(Adversarial_AE_Config(**common, reconstruction_loss="bce"), encoder=enc, decoder=dec)
         ae = [*model.encoder.parameters(), *model.decoder.parameters()]
-        opts = SimpleNamespace(autoencoder_optimizer=torch.optim.Adam(ae, lr=1e-3),
-                               discriminator_optimizer=torch.optim.Adam(model.discriminator.parameters(), lr=1e-3))
+        opts = SimpleNamespace(
+            autoencoder_optimizer=torch.optim.Adam(ae, lr=1e-3),
+            discriminator_optimizer=torch.optim.Adam(model.discriminator.parameters(), lr=1e-3),
+        )
         optimizers_step = AdversarialTrainer._optimizers_step
     elif kind == "vaegan":
-        model = VAEGAN(VAEGANConfig(**common, reconstruction_loss="bce", reconstruction_layer=conv_stages(32)),
-                       encoder=enc, decoder=dec, discriminator=Discriminator())
+        model = VAEGAN(
+            VAEGANConfig(**common, reconstruction_loss="bce", reconstruction_layer=conv_stages(32)),
+            encoder=enc,
+            decoder=dec,
+            discriminator=Discriminator(),
+        )
         adam = dict(lr=2e-4, betas=(0.5, 0.999))
-        opts = SimpleNamespace(encoder_optimizer=torch.optim.Adam(model.encoder.parameters(), **adam),
-                               decoder_optimizer=torch.optim.Adam(model.decoder.parameters(), **adam),
-                               discriminator_optimizer=torch.optim.Adam(model.discriminator.parameters(), **adam))
+        opts = SimpleNamespace(
+            encoder_optimizer=torch.optim.Adam(model.encoder.parameters(), **adam),
+            decoder_optimizer=torch.optim.Adam(model.decoder.parameters(), **adam),
+            discriminator_optimizer=torch.optim.Adam(model.discriminator.parameters(), **adam),
+        )
         optimizers_step = CoupledOptimizerAdversarialTrainer._optimizers_step
     else:
         raise ValueError(f"unknown model {kind!r}; expected one of {MODELS}")
@@ -203,7 +232,7 @@ def train(kind: str, cpu_minutes: float, checkpoints: list[float], out: Path, se
         if used >= todo[0]:
             t = time.process_time()
             state = {k: v.contiguous() for k, v in ema.state_dict().items()}
-            atomic_write(folder / f"cpu{todo[0]:g}.safetensors", lambda p: save_file(state, p))
+            atomic_write(folder / f"cpu{todo[0]:g}.safetensors", lambda p, state=state: save_file(state, p))
             meta[f"{todo[0]:g}"] = {"steps": steps, "cpu_min": round(used, 3)}
             atomic_write(meta_file, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
             todo.pop(0)
@@ -249,18 +278,28 @@ def score(kind: str, out: Path, checkpoint: float, components: int, n: int) -> d
     return {k: report[k] for k in ("fid_prior", "fid_gmm", "recon_mse", "recon_ssim", "class_agreement")}
 
 
-NAMES = {"bavae": "bavae (default recipe)", "vae": "pythae VAE", "vaegan": "pythae VAEGAN", "aae": "pythae AAE",
-         "wae": "pythae WAE (MMD)", "rae": "pythae RAE (L2)"}
+NAMES = {
+    "bavae": "bavae (default recipe)",
+    "vae": "pythae VAE",
+    "vaegan": "pythae VAEGAN",
+    "aae": "pythae AAE",
+    "wae": "pythae WAE (MMD)",
+    "rae": "pythae RAE (L2)",
+}
 
 
 def markdown(results: dict, at: str) -> str:
-    lines = ["| model | steps | FID, prior ↓ | FID, GMM ↓ | recon MSE ↓ | SSIM ↑ | class agreement ↑ |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | steps | FID, prior ↓ | FID, GMM ↓ | recon MSE ↓ | SSIM ↑ | class agreement ↑ |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for kind, r in results.items():
         if at in r.get("checkpoints", {}):
             c = r["checkpoints"][at]
-            lines.append(f"| {NAMES[kind]} | {c['steps']:,} | {c['fid_prior']:.1f} | {c['fid_gmm']:.1f} | "
-                         f"{c['recon_mse']:.4f} | {c['recon_ssim']:.3f} | {c['class_agreement']:.1%} |")
+            lines.append(
+                f"| {NAMES[kind]} | {c['steps']:,} | {c['fid_prior']:.1f} | {c['fid_gmm']:.1f} | "
+                f"{c['recon_mse']:.4f} | {c['recon_ssim']:.3f} | {c['class_agreement']:.1%} |"
+            )
     return "\n".join(lines)
 
 
@@ -276,10 +315,22 @@ def plot(results: dict, path: Path) -> None:
         color = f"C{i}"
         lw = 2.5 if kind == "bavae" else 1.3
         ax.plot([p[0] for p in pts], [p[2] for p in pts], "-o", color=color, lw=lw, ms=4, label=f"{NAMES[kind]}, GMM")
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "--", color=color, lw=lw * 0.7, alpha=0.7,
-                label=f"{NAMES[kind]}, prior")
-    ax.set(xlabel="single-thread CPU minutes of training", ylabel="sample FID (classifier features) ↓",
-           xscale="log", yscale="log", title="Fashion-MNIST 32x32, latent 16, same trunks, equal CPU time")
+        ax.plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            "--",
+            color=color,
+            lw=lw * 0.7,
+            alpha=0.7,
+            label=f"{NAMES[kind]}, prior",
+        )
+    ax.set(
+        xlabel="single-thread CPU minutes of training",
+        ylabel="sample FID (classifier features) ↓",
+        xscale="log",
+        yscale="log",
+        title="Fashion-MNIST 32x32, latent 16, same trunks, equal CPU time",
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

@@ -31,7 +31,7 @@ def read_csv(run: Path) -> dict[str, list[float]]:
 
 
 def smooth(values: list[float], k: int = 8) -> list[float]:
-    return [sum(values[max(0, i - k + 1):i + 1]) / len(values[max(0, i - k + 1):i + 1]) for i in range(len(values))]
+    return [sum(values[max(0, i - k + 1) : i + 1]) / len(values[max(0, i - k + 1) : i + 1]) for i in range(len(values))]
 
 
 def training_curves(runs: dict[str, Path], out: Path) -> None:
@@ -50,14 +50,18 @@ def training_curves(runs: dict[str, Path], out: Path) -> None:
 
 
 def peers(results_file: Path, out: Path) -> None:
-    results = {k: v for k, v in json.loads(results_file.read_text()).items()
-               if not k.startswith("_") and "recon_mse" in v}
+    results = {
+        k: v for k, v in json.loads(results_file.read_text()).items() if not k.startswith("_") and "recon_mse" in v
+    }
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for name, r in results.items():
         ax.scatter(r["recon_mse"], r["fid"], s=60, marker="*" if name.startswith("bavae") else "o")
         ax.annotate(name, (r["recon_mse"], r["fid"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set(xlabel="test reconstruction MSE (lower is better)", ylabel="sample FID, classifier features (lower is better)",
-           title="Fashion-MNIST 32x32, latent 16, same trunks and budget")
+    ax.set(
+        xlabel="test reconstruction MSE (lower is better)",
+        ylabel="sample FID, classifier features (lower is better)",
+        title="Fashion-MNIST 32x32, latent 16, same trunks and budget",
+    )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "peers.png", dpi=110)

@@ -60,7 +60,7 @@ def main() -> None:
         model.train()
         order = torch.randperm(len(x), generator=g)
         for i in range(len(x) // args.batch_size):
-            idx = order[i * args.batch_size:(i + 1) * args.batch_size]
+            idx = order[i * args.batch_size : (i + 1) * args.batch_size]
             loss = F.cross_entropy(model(augment(x[idx], g)), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -73,8 +73,13 @@ def main() -> None:
     minutes, acc = (time.perf_counter() - t0) / 60, accuracy(model, xt, yt)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = {**model.config, "test_accuracy": round(acc, 4), "classes": list(FASHION_MNIST_CLASSES),
-              "input": "(N, 1, 32, 32) in [0, 1]; 28x28 is zero-padded", "epochs": args.epochs}
+    config = {
+        **model.config,
+        "test_accuracy": round(acc, 4),
+        "classes": list(FASHION_MNIST_CLASSES),
+        "input": "(N, 1, 32, 32) in [0, 1]; 28x28 is zero-padded",
+        "epochs": args.epochs,
+    }
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     atomic_write(out / "model.safetensors", lambda t: save_file(state, t))
     atomic_write(out / "config.json", lambda t: Path(t).write_text(json.dumps(config, indent=2) + "\n"))
@@ -94,8 +99,10 @@ reconstruction. It ships with the package so that both run offline on a CPU.
 FIDs measured with it are comparable between models scored by `bavae eval`, not with Inception FIDs in papers.
 """
     atomic_write(out / "README.md", lambda t: Path(t).write_text(card))
-    print(f"test accuracy {acc:.4f}; {minutes:.1f} min; {out}/model.safetensors sha256 "
-          f"{sha256_file(out / 'model.safetensors')}")
+    print(
+        f"test accuracy {acc:.4f}; {minutes:.1f} min; {out}/model.safetensors sha256 "
+        f"{sha256_file(out / 'model.safetensors')}"
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ from bavae.train import game_step
 # name -> (config overrides, precision). "first release": the recipe before the sample-quality work.
 SETUPS = {
     "bavae first release (2 trunks, posterior fakes, fp32)": (
-        dict(shared_critic_trunk=False, objective_weights={"prior_fakes": 0.0}), "fp32"),
+        dict(shared_critic_trunk=False, objective_weights={"prior_fakes": 0.0}),
+        "fp32",
+    ),
     "bavae shared trunk, prior fakes, fp32": (dict(shared_critic_trunk=True), "fp32"),
     "bavae shipped (shared trunk, prior fakes, bf16)": (dict(shared_critic_trunk=True), "bf16"),
 }
@@ -74,8 +76,13 @@ def main() -> None:
     args = p.parse_args()
 
     device = torch.device(args.device)
-    base = BAVAEConfig(arch=args.arch, image_size=args.image_size, channels=args.channels, width=args.width,
-                       critic_width=args.critic_width)
+    base = BAVAEConfig(
+        arch=args.arch,
+        image_size=args.image_size,
+        channels=args.channels,
+        width=args.width,
+        critic_width=args.critic_width,
+    )
     x = torch.rand(args.batch_size, args.channels, args.image_size, args.image_size, device=device)
 
     def autocast(precision: str):
@@ -122,9 +129,13 @@ def main() -> None:
         for precision in ("fp32", "bf16"):
             vae = result[f"gaussian vae {precision}"]["images_per_s"]
             result[name][f"over_vae_{precision}"] = result[name]["images_per_s"] / vae
-    setup = {**vars(args), "torch": torch.__version__, "threads": torch.get_num_threads(),
-             "machine": platform.processor() or platform.machine(),
-             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+    setup = {
+        **vars(args),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
     if args.json:
         print(json.dumps({"results": result, "setup": setup}, indent=2))
     else:

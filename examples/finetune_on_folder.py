@@ -21,10 +21,32 @@ parser.add_argument("--out", default="runs/finetuned")
 args = parser.parse_args()
 
 # The training entry point is a command (it may run under torchrun); run it as users do.
-subprocess.run([sys.executable, "-m", "bavae.train", "--dataset", "folder", "--data-dir", args.data_dir,
-                "--init", args.init, "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-                "--sample-every", str(args.steps), "--checkpoint-every", str(args.steps), "--out", args.out],
-               check=True)
+subprocess.run(
+    [
+        sys.executable,
+        "-m",
+        "bavae.train",
+        "--dataset",
+        "folder",
+        "--data-dir",
+        args.data_dir,
+        "--init",
+        args.init,
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--sample-every",
+        str(args.steps),
+        "--checkpoint-every",
+        str(args.steps),
+        "--out",
+        args.out,
+    ],
+    check=True,
+)
 model = bavae.load(args.out)
-print(f"fine-tuned {args.init} -> {args.out}: {model.config.arch}, {model.config.image_size}px; "
-      f"samples {tuple(model.sample(4).shape)}")
+print(
+    f"fine-tuned {args.init} -> {args.out}: {model.config.arch}, {model.config.image_size}px; "
+    f"samples {tuple(model.sample(4).shape)}"
+)

@@ -1,6 +1,6 @@
 """Load a pretrained model and draw samples.
 
-    python examples/load_and_sample.py [--model bavae-fashionmnist32] [--n 64] [--out samples.png]
+python examples/load_and_sample.py [--model bavae-fashionmnist32] [--n 64] [--out samples.png]
 """
 
 import argparse

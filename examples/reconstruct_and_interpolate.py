@@ -1,6 +1,6 @@
 """Encode test images, reconstruct them, and walk between two of them in latent space.
 
-    python examples/reconstruct_and_interpolate.py [--model bavae-fashionmnist32] [--out-dir .]
+python examples/reconstruct_and_interpolate.py [--model bavae-fashionmnist32] [--out-dir .]
 """
 
 import argparse
@@ -28,7 +28,9 @@ codes = model.encode(x, n_samples=4, generator=g)  # (16, 4, latent): the poster
 print(f"posterior spread per image {codes.std(1).mean():.3f}, across images {codes[:, 0].std(0).mean():.3f}")
 x_hat = model.reconstruct(x, generator=g)
 save_image(torch.stack([x, x_hat], 1).flatten(0, 1), out / "reconstructions.png", nrow=8)  # input, output pairs
-print(f"reconstruction MSE {(x_hat - x).pow(2).mean():.4f}, KL estimate {model.kl_estimate(x, generator=g).mean():.2f} nats")
+print(
+    f"reconstruction MSE {(x_hat - x).pow(2).mean():.4f}, KL estimate {model.kl_estimate(x, generator=g).mean():.2f} nats"
+)
 
 path = model.interpolate(x[:4], x[4:8], steps=10, generator=g)  # (4, 10, C, H, W)
 save_image(path.flatten(0, 1), out / "interpolations.png", nrow=10)

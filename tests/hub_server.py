@@ -580,8 +580,12 @@ class HubServer:
                 return _json(
                     {
                         "files": [
-                            {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                             "oid": files[f["path"]].oid if f["path"] in files else None}
+                            {
+                                "path": f["path"],
+                                "uploadMode": "regular",
+                                "shouldIgnore": False,
+                                "oid": files[f["path"]].oid if f["path"] in files else None,
+                            }
                             for f in req.json().get("files", [])
                         ]
                     }
@@ -589,10 +593,18 @@ class HubServer:
             case ("commit", "POST") if arg:
                 return self._commit_http(req, repo, arg)
             case ("refs", "GET"):
+
                 def refs(kind: str, names: dict[str, str]) -> list[dict]:
                     return [{"name": n, "ref": f"refs/{kind}/{n}", "targetCommit": s} for n, s in names.items()]
-                return _json({"branches": refs("heads", repo.branches), "tags": refs("tags", repo.tags),
-                              "converts": [], "pullRequests": []})
+
+                return _json(
+                    {
+                        "branches": refs("heads", repo.branches),
+                        "tags": refs("tags", repo.tags),
+                        "converts": [],
+                        "pullRequests": [],
+                    }
+                )
             case ("tag", "POST") if arg:
                 tag = req.json()["tag"]
                 if tag in repo.tags:
@@ -642,8 +654,12 @@ class HubServer:
 
     @staticmethod
     def _dir_json(commit: Commit, path: str) -> dict:
-        return {"type": "directory", "oid": hashlib.sha1(f"{commit.sha}:{path}".encode()).hexdigest(), "size": 0,
-                "path": path}
+        return {
+            "type": "directory",
+            "oid": hashlib.sha1(f"{commit.sha}:{path}".encode()).hexdigest(),
+            "size": 0,
+            "path": path,
+        }
 
     def _tree(self, commit: Commit, sub: str, recursive: bool) -> list[dict]:
         prefix = f"{sub}/" if sub else ""
@@ -723,8 +739,9 @@ class HubServer:
         message = "\n\n".join(s for s in (header.get("summary"), header.get("description")) if s)
         sha = self._commit(repo, branch, changes, message or "Commit")
         commit_url = f"{req.base}/{_URL_PREFIX.get(repo.repo_type, '')}{repo.repo_id}/commit/{sha}"
-        return _json({"success": True, "commitOid": sha, "commitUrl": commit_url, "hookOutput": "",
-                      "pullRequestUrl": None})
+        return _json(
+            {"success": True, "commitOid": sha, "commitUrl": commit_url, "hookOutput": "", "pullRequestUrl": None}
+        )
 
 
 def _json(obj) -> tuple[int, dict, bytes]:

@@ -32,8 +32,9 @@ CONFIGS = list(all_configs())
 
 def build(name, size, channels, seed=0, **kw):
     torch.manual_seed(seed)
-    config = BAVAEConfig(arch=name, image_size=size, channels=channels, latent_dim=LATENT,
-                         posterior_noise_dim=NOISE, width=8, **kw)
+    config = BAVAEConfig(
+        arch=name, image_size=size, channels=channels, latent_dim=LATENT, posterior_noise_dim=NOISE, width=8, **kw
+    )
     return BAVAE(config).eval()
 
 
@@ -89,8 +90,10 @@ def test_architecture_shapes_and_round_trip(name, size, channels, tmp_path):
     assert torch.equal(loaded.decode(z), out)
     assert torch.equal(loaded.sample(N, generator=gen(3)), s)
     with torch.no_grad():
-        for c1, c2 in ((model.inference_critic, loaded.inference_critic),
-                       (model.generative_critic, loaded.generative_critic)):
+        for c1, c2 in (
+            (model.inference_critic, loaded.inference_critic),
+            (model.generative_critic, loaded.generative_critic),
+        ):
             assert torch.equal(c1(x, z), c2(x, z))
 
 
@@ -103,10 +106,11 @@ def test_outputs_do_not_depend_on_the_batch(name):
     noise = torch.randn(3, NOISE, generator=gen(6))
     with torch.no_grad():
         together = model.encoder(x, noise=noise)
-        alone = torch.cat([model.encoder(x[i: i + 1], noise=noise[i: i + 1]) for i in range(3)])
+        alone = torch.cat([model.encoder(x[i : i + 1], noise=noise[i : i + 1]) for i in range(3)])
         torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(model.decoder(together), torch.cat([model.decoder(z[None]) for z in together]),
-                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            model.decoder(together), torch.cat([model.decoder(z[None]) for z in together]), rtol=1e-5, atol=1e-6
+        )
 
 
 @pytest.mark.parametrize("name", nets.list_architectures())

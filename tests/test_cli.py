@@ -29,8 +29,12 @@ def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("env")
     (base / "no-bundled").mkdir()
     e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "BAVAE_"))}
-    e.update(HF_HOME=str(base / "hf"), HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
-             BAVAE_WEIGHTS_DIR=str(base / "no-bundled"))
+    e.update(
+        HF_HOME=str(base / "hf"),
+        HF_HUB_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        BAVAE_WEIGHTS_DIR=str(base / "no-bundled"),
+    )
     return e
 
 
@@ -98,8 +102,13 @@ def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 # ------------------------------------------------------------------------------------------------ cheap commands
 def test_help_version_list_info_need_no_torch(env):
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "bavae", "--help"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bavae", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and "train" in proc.stdout and "sample" in proc.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert not {"torch", "bavae.train", "bavae.eval", "torchvision", "huggingface_hub"} & imported
@@ -147,8 +156,20 @@ def test_reconstruct_pictures_of_any_size_and_mode(env, rgb, pictures, tmp_path)
 
 
 def test_interpolate(env, gray, pictures, tmp_path):
-    ok(bavae("interpolate", pictures["wide"], pictures["rgba"], "--steps", 5, "-m", gray, "-o", tmp_path / "i.png",
-             env=env))
+    ok(
+        bavae(
+            "interpolate",
+            pictures["wide"],
+            pictures["rgba"],
+            "--steps",
+            5,
+            "-m",
+            gray,
+            "-o",
+            tmp_path / "i.png",
+            env=env,
+        )
+    )
     assert Image.open(tmp_path / "i.png").size == (7 * 34 + 2, 34 + 2)  # A, 5 decodings, B
 
 
@@ -169,7 +190,10 @@ def test_encode_decode_round_trip(env, gray, pictures, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ errors
 ERRORS = {
-    "unknown model": (["sample", "-m", "bavae-fashionmnst32", "-o", "{out}/x.png"], "did you mean 'bavae-fashionmnist32'"),
+    "unknown model": (
+        ["sample", "-m", "bavae-fashionmnst32", "-o", "{out}/x.png"],
+        "did you mean 'bavae-fashionmnist32'",
+    ),
     "missing folder": (["sample", "-m", "./no/such/model", "-o", "{out}/x.png"], "no model folder"),
     "output folder missing": (["sample", "-m", "{gray}", "-o", "{out}/missing/x.png"], "does not exist"),
     "output under a file": (["sample", "-m", "{gray}", "-o", "{text}/x.png"], "is not a folder"),
@@ -248,10 +272,12 @@ def test_cold_start_sample_64_is_fast(env, tmp_path):
             times.append(time.perf_counter() - start)
         return min(times)
 
-    torch_import = best_of_3(lambda: ok(subprocess.run([sys.executable, "-c", "import torch"], env=env,
-                                                       capture_output=True, text=True)))
-    sample = best_of_3(lambda: ok(bavae("sample", *args, "-n", 64, "-o", tmp_path / "grid.png", env=env,
-                                        script=BAVAE_SCRIPT.exists())))
+    torch_import = best_of_3(
+        lambda: ok(subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True))
+    )
+    sample = best_of_3(
+        lambda: ok(bavae("sample", *args, "-n", 64, "-o", tmp_path / "grid.png", env=env, script=BAVAE_SCRIPT.exists()))
+    )
     assert Image.open(tmp_path / "grid.png").size == (274, 274)
     print(f"\ncold `bavae sample -n 64`: {sample:.2f} s; `python -c 'import torch'`: {torch_import:.2f} s")
     assert sample - torch_import < 1.5, f"cold sample {sample:.2f} s vs import torch {torch_import:.2f} s"

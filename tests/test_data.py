@@ -119,8 +119,15 @@ def test_dsprites_factor_order() -> None:
     idx = [0, 1, 32, 1024, 40960, 245760, data.DSPRITES_N - 1]
     f = data.dsprites_factors(idx)
     assert f.dtype == np.int64
-    assert f.tolist() == [[0, 0, 0, 0, 0], [0, 0, 0, 0, 1], [0, 0, 0, 1, 0], [0, 0, 1, 0, 0],
-                          [0, 1, 0, 0, 0], [1, 0, 0, 0, 0], [2, 5, 39, 31, 31]]
+    assert f.tolist() == [
+        [0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 1],
+        [0, 0, 0, 1, 0],
+        [0, 0, 1, 0, 0],
+        [0, 1, 0, 0, 0],
+        [1, 0, 0, 0, 0],
+        [2, 5, 39, 31, 31],
+    ]
     assert data.dsprites_index(f).tolist() == idx
     assert data.DSPRITES_N == 737280 == int(np.prod(data.DSPRITES_FACTOR_SIZES))
     v = data.dsprites_factor_values()
@@ -254,9 +261,12 @@ def test_celeba(tmp_path: Path) -> None:
     assert abs(float(gray[1].mean()) - 0.299) < 0.05  # luma of pure red
 
     (tmp_path / "list_eval_partition.txt").write_text(
-        "000001.jpg 0\n000002.jpg 0\n000003.jpg 1\n000004.jpg 2\n000005.jpg 2\n000099.jpg 2\n")
-    sizes = {s: len(build_dataset("celeba", data_dir=tmp_path, image_size=64, channels=3, split=s))
-             for s in ("train", "valid", "test")}
+        "000001.jpg 0\n000002.jpg 0\n000003.jpg 1\n000004.jpg 2\n000005.jpg 2\n000099.jpg 2\n"
+    )
+    sizes = {
+        s: len(build_dataset("celeba", data_dir=tmp_path, image_size=64, channels=3, split=s))
+        for s in ("train", "valid", "test")
+    }
     assert sizes == {"train": 2, "valid": 1, "test": 2}
 
 
@@ -370,8 +380,10 @@ def test_folder_errors(tmp_path: Path) -> None:
     only_bad = tmp_path / "bad"
     only_bad.mkdir()
     (only_bad / "x.png").write_bytes(b"nope")
-    with pytest.warns(UserWarning, match="skipped 1 unreadable file in"), \
-            pytest.raises(DataError, match="1 unreadable image files"):
+    with (
+        pytest.warns(UserWarning, match="skipped 1 unreadable file in"),
+        pytest.raises(DataError, match="1 unreadable image files"),
+    ):
         build_dataset("folder", data_dir=only_bad, image_size=16, channels=3)
 
 

@@ -25,9 +25,22 @@ def test_device_check_dry_run_covers_every_phase(tmp_path):
         for i in range(n):
             Image.fromarray(rng.integers(0, 255, (70, 66, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     out = tmp_path / "check"
-    proc = subprocess.run([sys.executable, "benchmarks/device_check.py", "--dry-run", "--out", str(out),
-                           "--emoji-dir", str(tmp_path / "emoji")], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=400)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/device_check.py",
+            "--dry-run",
+            "--out",
+            str(out),
+            "--emoji-dir",
+            str(tmp_path / "emoji"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     phases = results["phases"]

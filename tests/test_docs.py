@@ -15,8 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_site_builds_strict_with_generated_zoo_table_and_cli(tmp_path):
     site = tmp_path / "site"
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     zoo_page = (site / "zoo" / "index.html").read_text()
     for name in zoo.list_models():
@@ -25,8 +31,18 @@ def test_site_builds_strict_with_generated_zoo_table_and_cli(tmp_path):
         if "fid" in record.metrics:
             assert f"{record.metrics['fid']:.2f}" in zoo_page, name
     cli_page = (site / "cli" / "index.html").read_text()
-    for command in ("list", "info", "sample", "reconstruct", "interpolate", "encode", "decode", "eval", "push",
-                    "train"):
+    for command in (
+        "list",
+        "info",
+        "sample",
+        "reconstruct",
+        "interpolate",
+        "encode",
+        "decode",
+        "eval",
+        "push",
+        "train",
+    ):
         assert f"bavae {command} --help" in cli_page, command
     api_page = (site / "api" / "index.html").read_text()
     assert "bavae.eval.evaluate" in api_page and "bavae.model.BAVAE" in api_page

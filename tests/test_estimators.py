@@ -78,8 +78,10 @@ def test_conditional_inference_value_at_optimum_is_average_kl():
     kl = 0.5 * (dz * s**2 + (a**2).sum().item() - dz - 2 * dz * math.log(s))
     kl_mc = kl_normal(mean, s, zero, 1.0).mean().item()  # the same average over the drawn x
     err = rel_err(value, kl)
-    print(f"\nconditional inference: V_I(T*) = {value:.5f}, E_x KL = {kl:.5f} (over these x: {kl_mc:.5f}), "
-          f"error {100 * err:.3f} %")
+    print(
+        f"\nconditional inference: V_I(T*) = {value:.5f}, E_x KL = {kl:.5f} (over these x: {kl_mc:.5f}), "
+        f"error {100 * err:.3f} %"
+    )
     assert rel_err(kl_mc, kl) < 0.01
     assert err < 0.02
 
@@ -169,8 +171,10 @@ def test_trained_inference_critic_approaches_kl_from_below():
         t_q, t_p = critic(x, z_q), critic(x, z_p)
         value = inference_critic_value(t_q, t_p).item()
         se = mc_stats(1 - t_q, torch.exp(-t_p), value)
-    print(f"\ntrained inference critic: V_I = {value:.4f} +- {se:.4f}, true E_x KL = {true_kl:.4f}, "
-          f"gap {100 * (true_kl - value) / true_kl:.2f} %")
+    print(
+        f"\ntrained inference critic: V_I = {value:.4f} +- {se:.4f}, true E_x KL = {true_kl:.4f}, "
+        f"gap {100 * (true_kl - value) / true_kl:.2f} %"
+    )
     assert value <= true_kl + 4 * se + 1e-3  # a lower bound, up to Monte-Carlo noise
     assert value >= 0.9 * true_kl
 
@@ -198,8 +202,10 @@ def test_trained_generative_critic_approaches_kl_from_below():
         d_real, d_fake = critic(x_real, z), critic(x_fake, z)
         value = generative_critic_value(d_real, d_fake).item()
         se = mc_stats(d_real, torch.exp(d_fake - 1), value)
-    print(f"\ntrained generative critic: V_G = {value:.4f} +- {se:.4f}, true E_z KL = {true_kl:.4f}, "
-          f"gap {100 * (true_kl - value) / true_kl:.2f} %")
+    print(
+        f"\ntrained generative critic: V_G = {value:.4f} +- {se:.4f}, true E_z KL = {true_kl:.4f}, "
+        f"gap {100 * (true_kl - value) / true_kl:.2f} %"
+    )
     assert value <= true_kl + 4 * se + 1e-3
     assert value >= 0.9 * true_kl
 
@@ -256,16 +262,18 @@ def test_info_nce_is_zero_on_independent_pairs():
     exact = mean_info_nce(2, 0.0, n, batches=2, seed=2)
     assert abs(exact) < 1e-9
     # a critic built for correlated data, shown independent data, cannot find information that is not there
-    wrong = mean_info_nce(2, 0.8, n, batches=8, seed=3,
-                          scores_fn=lambda x, z, _: optimal_scores(x, z, 0.8), independent=True)
+    wrong = mean_info_nce(
+        2, 0.8, n, batches=8, seed=3, scores_fn=lambda x, z, _: optimal_scores(x, z, 0.8), independent=True
+    )
     # nor can a random network
     torch.manual_seed(0)
     critic = small_critic(2, 2, hidden=32).double()
     with torch.no_grad():
-        random_net = mean_info_nce(2, 0.0, n, batches=4, seed=4,
-                                   scores_fn=lambda x, z, _: critic.pairwise_scores(x, z))
-    print(f"\nInfoNCE on independent pairs: optimal critic {exact:.2e}, mismatched critic {wrong:.4f}, "
-          f"random critic {random_net:.4f}")
+        random_net = mean_info_nce(2, 0.0, n, batches=4, seed=4, scores_fn=lambda x, z, _: critic.pairwise_scores(x, z))
+    print(
+        f"\nInfoNCE on independent pairs: optimal critic {exact:.2e}, mismatched critic {wrong:.4f}, "
+        f"random critic {random_net:.4f}"
+    )
     assert wrong < 0.02
     assert abs(random_net) < 0.05
 

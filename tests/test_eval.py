@@ -57,8 +57,10 @@ def test_ssim_identity_constants_and_noise():
     c1 = 0.01**2
     got = ev.ssim(torch.full((1, 1, 16, 16), a), torch.full((1, 1, 16, 16), b)).item()
     assert got == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-5)
-    noisy = [ev.ssim(x, (x + s * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1))
-             .mean().item() for s in (0.01, 0.05, 0.2)]
+    noisy = [
+        ev.ssim(x, (x + s * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)).mean().item()
+        for s in (0.01, 0.05, 0.2)
+    ]
     assert noisy[0] > noisy[1] > noisy[2]
     assert ev.ssim(x, x.flip(0)).mean() < 0.2  # different random images: no structure in common
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
@@ -161,7 +163,7 @@ def test_evaluate_scores_a_perfect_autoencoder_and_real_samples_as_such():
     state = {"i": 0}
 
     def real_samples(k: int) -> torch.Tensor:
-        out = others[state["i"]:state["i"] + k]
+        out = others[state["i"] : state["i"] + k]
         state["i"] += k
         return out
 
@@ -199,8 +201,13 @@ def test_evaluate_default_model_against_an_untrained_one():
 def test_cli_eval_json_and_errors(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
-    run = lambda *a: subprocess.run([sys.executable, "-m", "bavae", "eval", *a], env=env,  # noqa: E731
-                                    capture_output=True, text=True, timeout=300)
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "bavae", "eval", *a],
+        env=env,  # noqa: E731
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if (zoo.bundled_root() / zoo.DEFAULT_MODEL).is_dir():
         p = run(zoo.DEFAULT_MODEL, "--json", "--n-samples", "200", "--n-test", "200", "--device", "cpu")
         assert p.returncode == 0, p.stderr

@@ -30,15 +30,20 @@ def model_dir(tmp_path_factory) -> str:
 
 def run(script: str, *args: str, cwd: Path) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
 
 def test_every_example_is_tested():
     assert {p.name for p in EXAMPLES.glob("*.py")} == {
-        "load_and_sample.py", "reconstruct_and_interpolate.py", "finetune_on_folder.py", "evaluate.py"}
+        "load_and_sample.py",
+        "reconstruct_and_interpolate.py",
+        "finetune_on_folder.py",
+        "evaluate.py",
+    }
 
 
 def test_load_and_sample(model_dir, tmp_path):
@@ -59,8 +64,19 @@ def test_finetune_on_folder(model_dir, tmp_path):
     rng = np.random.default_rng(0)
     for i in range(8):
         Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(photos / f"{i}.jpg")
-    out = run("finetune_on_folder.py", str(photos), "--init", model_dir, "--steps", "2", "--batch-size", "4",
-              "--out", str(tmp_path / "run"), cwd=tmp_path)
+    out = run(
+        "finetune_on_folder.py",
+        str(photos),
+        "--init",
+        model_dir,
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--out",
+        str(tmp_path / "run"),
+        cwd=tmp_path,
+    )
     assert "samples (4, 1, 32, 32)" in out and (tmp_path / "run" / "model.safetensors").is_file()
 
 

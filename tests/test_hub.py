@@ -26,7 +26,7 @@ except ImportError:  # tests/ imported as a package
 
 TINY = dict(width=4, latent_dim=4, posterior_noise_dim=4)
 
-WORKER = r'''
+WORKER = r"""
 import hashlib, json, sys, traceback
 reply, sys.stdout = sys.stdout, sys.stderr  # snippets may print; replies go to the real stdout, one JSON line each
 import torch
@@ -46,18 +46,26 @@ for line in sys.stdin:
         result.update(ok=False, error=type(e).__name__, message=str(e), traceback=traceback.format_exc())
     reply.write(json.dumps(result) + "\n")
     reply.flush()
-'''
+"""
 
 
 def fingerprint(model: BAVAE) -> str:
-    return hashlib.sha256(b"".join(v.cpu().numpy().tobytes() for _, v in sorted(model.state_dict().items()))).hexdigest()
+    return hashlib.sha256(
+        b"".join(v.cpu().numpy().tobytes() for _, v in sorted(model.state_dict().items()))
+    ).hexdigest()
 
 
 class Worker:
     def __init__(self, env: dict, log_path):
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-c", WORKER], env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", WORKER],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
 
     def run(self, code: str, timeout: float = 90) -> dict:
         self.proc.stdin.write(json.dumps(textwrap.dedent(code)) + "\n")
@@ -115,8 +123,10 @@ def publish(hub: HubServer, repo_id: str, folder, seed: int, revision: str = "ma
 
 
 def load(repo: str, cache=None, **kw) -> str:
-    args = ", ".join([repr(repo), "device='cpu'", *(f"{k}={v!r}" for k, v in kw.items())]
-                     + ([f"cache_dir={str(cache)!r}"] if cache else []))
+    args = ", ".join(
+        [repr(repo), "device='cpu'", *(f"{k}={v!r}" for k, v in kw.items())]
+        + ([f"cache_dir={str(cache)!r}"] if cache else [])
+    )
     return f"m = bavae.load({args}); result['fp'] = fingerprint(m); result['training'] = m.training"
 
 
@@ -156,8 +166,10 @@ def test_pinned_revision_loads_older_weights(hub, online, tmp_path):
 def test_zoo_record_downloads_only_its_weights_and_uses_the_cache_first(hub, online, tmp_path):
     _, model = publish(hub, "zoo/pinned", tmp_path / "m", seed=3)
     sha256 = hashlib.sha256((tmp_path / "m" / "model.safetensors").read_bytes()).hexdigest()
-    register = (f"zoo.register_pretrained(zoo.ModelRecord(name='test-pinned', hf_hub_id='zoo/pinned', "
-                f"sha256={sha256!r}, config={model.config.to_dict()!r}), overwrite=True)\n")
+    register = (
+        f"zoo.register_pretrained(zoo.ModelRecord(name='test-pinned', hf_hub_id='zoo/pinned', "
+        f"sha256={sha256!r}, config={model.config.to_dict()!r}), overwrite=True)\n"
+    )
     cache = tmp_path / "cache"
     n = len(hub.request_log)
     r = online.run(register + load("test-pinned", cache))
@@ -281,8 +293,13 @@ def test_cli_push(hub, online, hf_home, tmp_path):
     model = BAVAE(BAVAEConfig(**TINY))
     model.save_pretrained(tmp_path / "run")
     env = hub.client_env(hf_home)
-    proc = subprocess.run([sys.executable, "-m", "bavae", "push", str(tmp_path / "run"), "--repo-id", "user/cli",
-                           "--branch", "dev"], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bavae", "push", str(tmp_path / "run"), "--repo-id", "user/cli", "--branch", "dev"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "user/cli" in proc.stdout and hub.file_entry("user/cli", "model.safetensors", "dev")
     r = online.run(load("user/cli", tmp_path / "cache", revision="dev"))

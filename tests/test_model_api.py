@@ -103,16 +103,26 @@ def test_kl_estimate_shape_and_finiteness(model, x):
 
 
 def test_decode_rejects_bad_codes(model):
-    for bad in (torch.zeros(2, LATENT + 1), torch.zeros(LATENT), torch.zeros(2, LATENT, dtype=torch.long),
-                np.zeros((2, LATENT), dtype=np.float32)):
+    for bad in (
+        torch.zeros(2, LATENT + 1),
+        torch.zeros(LATENT),
+        torch.zeros(2, LATENT, dtype=torch.long),
+        np.zeros((2, LATENT), dtype=np.float32),
+    ):
         with pytest.raises(ValueError, match=rf"\(N, {LATENT}\)"):
             model.decode(bad)
 
 
 # ------------------------------------------------------------------ config round trips
 def test_config_round_trip_through_config_json(tmp_path):
-    config = small_config(decoder_noise_dim=2, critic_width=4, prior="uniform", objective="paper",
-                          objective_weights={"cycle": 0.5}, spectral_norm=False)
+    config = small_config(
+        decoder_noise_dim=2,
+        critic_width=4,
+        prior="uniform",
+        objective="paper",
+        objective_weights={"cycle": 0.5},
+        spectral_norm=False,
+    )
     assert BAVAEConfig.from_dict(config.to_dict()) == config
     assert BAVAEConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     torch.manual_seed(0)
@@ -142,19 +152,38 @@ def test_unknown_config_fields_are_rejected(tmp_path):
 
 
 INVALID = [
-    ("arch", "vgg"), ("arch", 3),
-    ("image_size", 0), ("image_size", 32.0), ("image_size", "32"), ("image_size", True), ("image_size", 48),
-    ("channels", 0), ("channels", 2),
-    ("latent_dim", 0), ("latent_dim", -1), ("latent_dim", 1.5),
+    ("arch", "vgg"),
+    ("arch", 3),
+    ("image_size", 0),
+    ("image_size", 32.0),
+    ("image_size", "32"),
+    ("image_size", True),
+    ("image_size", 48),
+    ("channels", 0),
+    ("channels", 2),
+    ("latent_dim", 0),
+    ("latent_dim", -1),
+    ("latent_dim", 1.5),
     ("posterior_noise_dim", 0),
-    ("decoder_noise_dim", -1), ("decoder_noise_dim", 1.5), ("decoder_noise_dim", True),
-    ("width", 0), ("width", None),
-    ("critic_width", 0), ("critic_width", 2.5), ("critic_width", True),
-    ("spectral_norm", "false"), ("spectral_norm", 1), ("spectral_norm", None),
-    ("prior", "cauchy"), ("prior", None),
-    ("objective", "vae"), ("objective", None),
-    ("objective_weights", {"bogus": 1.0}), ("objective_weights", {"info": "a"}),
-    ("objective_weights", {"info": float("nan")}), ("objective_weights", [1, 2]),
+    ("decoder_noise_dim", -1),
+    ("decoder_noise_dim", 1.5),
+    ("decoder_noise_dim", True),
+    ("width", 0),
+    ("width", None),
+    ("critic_width", 0),
+    ("critic_width", 2.5),
+    ("critic_width", True),
+    ("spectral_norm", "false"),
+    ("spectral_norm", 1),
+    ("spectral_norm", None),
+    ("prior", "cauchy"),
+    ("prior", None),
+    ("objective", "vae"),
+    ("objective", None),
+    ("objective_weights", {"bogus": 1.0}),
+    ("objective_weights", {"info": "a"}),
+    ("objective_weights", {"info": float("nan")}),
+    ("objective_weights", [1, 2]),
 ]
 
 
@@ -217,17 +246,27 @@ def test_good_edge_inputs_are_accepted(model):
 
 # ------------------------------------------------------------------ packaging hygiene
 def test_import_bavae_does_not_import_torch():
-    out = subprocess.run([sys.executable, "-c", "import bavae, sys; print('torch' in sys.modules)"],
-                         capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import bavae, sys; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert out.stdout.strip() == "False", out.stdout + out.stderr
 
 
 def test_no_pickle_anywhere_in_the_package():
-    forbidden = re.compile(r"torch\.load\s*\(|\bimport\s+(c?pickle|dill|joblib)\b|\bpickle\.|allow_pickle\s*=\s*True"
-                           r"|weights_only\s*=\s*False")
+    forbidden = re.compile(
+        r"torch\.load\s*\(|\bimport\s+(c?pickle|dill|joblib)\b|\bpickle\.|allow_pickle\s*=\s*True"
+        r"|weights_only\s*=\s*False"
+    )
     sources = sorted(PACKAGE_DIR.rglob("*.py"))
     assert len(sources) >= 5
-    hits = [f"{p.relative_to(PACKAGE_DIR.parent)}:{i}: {line.strip()}"
-            for p in sources for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
-            if forbidden.search(line)]
+    hits = [
+        f"{p.relative_to(PACKAGE_DIR.parent)}:{i}: {line.strip()}"
+        for p in sources
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if forbidden.search(line)
+    ]
     assert not hits, hits

@@ -31,8 +31,24 @@ def wheel(tmp_path_factory) -> Path:
         else:
             shutil.copy(path, src / name)
     out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                           "-q", "-w", str(out), str(src)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(out),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     (whl,) = out.glob("bavae-*.whl")
     return whl
@@ -56,30 +72,53 @@ def test_fresh_venv_samples_offline_from_another_folder(wheel, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     (site / "borrowed_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-                              "--no-index", "-q", str(wheel)], capture_output=True, text=True, timeout=300)
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stderr
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "BAVAE_", "PYTHON"))}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    where = subprocess.run([python, "-c", "import bavae; print(bavae.__file__)"], cwd=elsewhere, env=env,
-                           capture_output=True, text=True, timeout=120)
+    where = subprocess.run(
+        [python, "-c", "import bavae; print(bavae.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert where.returncode == 0, where.stderr
     assert Path(where.stdout.strip()).is_relative_to(venv), f"bavae came from {where.stdout} instead of the wheel"
 
-    listed = subprocess.run([venv / "bin" / "bavae", "list"], cwd=elsewhere, env=env, capture_output=True,
-                            text=True, timeout=120)
+    listed = subprocess.run(
+        [venv / "bin" / "bavae", "list"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120
+    )
     assert listed.returncode == 0, listed.stderr
     assert "bavae-fashionmnist32" in listed.stdout and "bavae-celeba64" in listed.stdout
 
     if not (ROOT / "weights" / "bavae-fashionmnist32" / "model.safetensors").is_file():
         pytest.skip("the default model's weights are not bundled in this checkout")
-    proc = subprocess.run([venv / "bin" / "bavae", "sample", "-n", "16", "-o", "grid.png", "--seed", "0"],
-                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [venv / "bin" / "bavae", "sample", "-n", "16", "-o", "grid.png", "--seed", "0"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert Image.open(elsewhere / "grid.png").size == (4 * 34 + 2, 4 * 34 + 2)

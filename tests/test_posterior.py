@@ -57,16 +57,26 @@ def posterior_stats(z: torch.Tensor) -> dict[str, float]:
     std = m2.sqrt().item()
     # mass in |z| < 0.3 that one Gaussian with this mean and std (a unimodal cover of both modes) would hold
     cdf = lambda t: 0.5 * (1 + math.erf((t - mean.item()) / (std * math.sqrt(2))))  # noqa: E731
-    return dict(positive=(z > 0).double().mean().item(), negative=(z < 0).double().mean().item(),
-                near_zero=(z.abs() < 0.3).double().mean().item(), gaussian_near_zero=cdf(0.3) - cdf(-0.3),
-                bimodality=bc.item(), mean=mean.item(), std=std,
-                positive_median=z[z > 0].median().item() if (z > 0).any() else float("nan"),
-                negative_median=z[z < 0].median().item() if (z < 0).any() else float("nan"))
+    return dict(
+        positive=(z > 0).double().mean().item(),
+        negative=(z < 0).double().mean().item(),
+        near_zero=(z.abs() < 0.3).double().mean().item(),
+        gaussian_near_zero=cdf(0.3) - cdf(-0.3),
+        bimodality=bc.item(),
+        mean=mean.item(),
+        std=std,
+        positive_median=z[z > 0].median().item() if (z > 0).any() else float("nan"),
+        negative_median=z[z < 0].median().item() if (z < 0).any() else float("nan"),
+    )
 
 
 def looks_bimodal(s: dict[str, float]) -> bool:
-    return (s["positive"] >= 0.2 and s["negative"] >= 0.2 and s["near_zero"] < s["gaussian_near_zero"] / 3
-            and s["bimodality"] > BC_BIMODAL)
+    return (
+        s["positive"] >= 0.2
+        and s["negative"] >= 0.2
+        and s["near_zero"] < s["gaussian_near_zero"] / 3
+        and s["bimodality"] > BC_BIMODAL
+    )
 
 
 def train_implicit(seed: int):

@@ -25,8 +25,9 @@ TINY = ["--width", "8", "--latent-dim", "4", "--posterior-noise-dim", "4", "--ba
 
 def run_train(*args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "bavae.train", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bavae.train", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
@@ -54,8 +55,23 @@ def make_folder(root: Path, n: int = 12) -> Path:
 @pytest.mark.skipif(not FASHION.exists(), reason="needs the Debian package dataset-fashion-mnist")
 def test_fashion_mnist_run_writes_a_loadable_model(tmp_path):
     out = tmp_path / "fm"
-    run_train("--dataset", "fashion-mnist", "--arch", "dcgan", "--steps", "6", "--limit", "64",
-              "--sample-every", "3", "--checkpoint-every", "3", "--out", str(out), *TINY)
+    run_train(
+        "--dataset",
+        "fashion-mnist",
+        "--arch",
+        "dcgan",
+        "--steps",
+        "6",
+        "--limit",
+        "64",
+        "--sample-every",
+        "3",
+        "--checkpoint-every",
+        "3",
+        "--out",
+        str(out),
+        *TINY,
+    )
     for name in ("config.json", "model.safetensors", "training_state.safetensors", "metrics.csv"):
         assert (out / name).is_file(), name
     assert sorted(p.name for p in (out / "samples").glob("*.png")) == ["step_0000003.png", "step_0000006.png"]
@@ -69,8 +85,9 @@ def test_fashion_mnist_run_writes_a_loadable_model(tmp_path):
 
     # the same --out again without --resume: refused in one line, the run left as it was
     before = weights(out)
-    proc = run_train("--dataset", "fashion-mnist", "--steps", "2", "--limit", "64", "--out", str(out), *TINY,
-                     check=False)
+    proc = run_train(
+        "--dataset", "fashion-mnist", "--steps", "2", "--limit", "64", "--out", str(out), *TINY, check=False
+    )
     assert proc.returncode == 2 and "already holds a training run" in proc.stderr and f"--resume {out}" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     after = weights(out)
@@ -85,8 +102,21 @@ def _umask() -> int:
 
 def test_dsprites_subset(tmp_path):
     out = tmp_path / "ds"
-    run_train("--dataset", "dsprites", "--data-dir", str(tmp_path / "cache"), "--arch", "dcgan", "--steps", "2",
-              "--limit", "32", "--out", str(out), *TINY)
+    run_train(
+        "--dataset",
+        "dsprites",
+        "--data-dir",
+        str(tmp_path / "cache"),
+        "--arch",
+        "dcgan",
+        "--steps",
+        "2",
+        "--limit",
+        "32",
+        "--out",
+        str(out),
+        *TINY,
+    )
     assert bavae.load(str(out)).config.image_size == 64
 
 
@@ -97,8 +127,19 @@ def test_celeba_layout(tmp_path):
     for i in range(16):
         Image.fromarray(rng.integers(0, 255, (218, 178, 3), dtype=np.uint8)).save(celeba / f"{i:06d}.jpg")
     out = tmp_path / "cb"
-    run_train("--dataset", "celeba", "--data-dir", str(tmp_path / "celeba"), "--arch", "dcgan", "--steps", "2",
-              "--out", str(out), *TINY)
+    run_train(
+        "--dataset",
+        "celeba",
+        "--data-dir",
+        str(tmp_path / "celeba"),
+        "--arch",
+        "dcgan",
+        "--steps",
+        "2",
+        "--out",
+        str(out),
+        *TINY,
+    )
     cfg = bavae.load(str(out)).config
     assert (cfg.image_size, cfg.channels) == (64, 3)
 
@@ -106,15 +147,44 @@ def test_celeba_layout(tmp_path):
 def test_folder_with_bad_files_then_finetune(tmp_path):
     folder = make_folder(tmp_path / "photos")
     base = tmp_path / "base"
-    proc = run_train("--dataset", "folder", "--data-dir", str(folder), "--arch", "mlp", "--image-size", "32",
-                     "--channels", "3", "--steps", "2", "--out", str(base), *TINY)
+    proc = run_train(
+        "--dataset",
+        "folder",
+        "--data-dir",
+        str(folder),
+        "--arch",
+        "mlp",
+        "--image-size",
+        "32",
+        "--channels",
+        "3",
+        "--steps",
+        "2",
+        "--out",
+        str(base),
+        *TINY,
+    )
     assert "skipped 1" in proc.stderr  # broken.png is reported once; notes.txt is silently not an image
     assert proc.stderr.count("skipped") == 1
 
     # --init: fine-tuning keeps the config and changes the weights
     tuned = tmp_path / "tuned"
-    run_train("--dataset", "folder", "--data-dir", str(folder), "--init", str(base), "--steps", "3",
-              "--out", str(tuned), "--batch-size", "8", "--width", "16")  # --width is ignored: the model's config wins
+    run_train(
+        "--dataset",
+        "folder",
+        "--data-dir",
+        str(folder),
+        "--init",
+        str(base),
+        "--steps",
+        "3",
+        "--out",
+        str(tuned),
+        "--batch-size",
+        "8",
+        "--width",
+        "16",
+    )  # --width is ignored: the model's config wins
     assert json.loads((tuned / "config.json").read_text()) == json.loads((base / "config.json").read_text())
     before, after = weights(base), weights(tuned)
     assert before.keys() == after.keys()
@@ -122,19 +192,43 @@ def test_folder_with_bad_files_then_finetune(tmp_path):
 
 
 def test_kill_9_then_resume_is_bit_identical(tmp_path):
-    args = ["--dataset", "folder", "--data-dir", str(make_folder(tmp_path / "photos", n=24)), "--arch", "mlp",
-            "--image-size", "28", "--channels", "1", "--steps", "300", "--checkpoint-every", "5",
-            "--sample-every", "0", *TINY]
+    args = [
+        "--dataset",
+        "folder",
+        "--data-dir",
+        str(make_folder(tmp_path / "photos", n=24)),
+        "--arch",
+        "mlp",
+        "--image-size",
+        "28",
+        "--channels",
+        "1",
+        "--steps",
+        "300",
+        "--checkpoint-every",
+        "5",
+        "--sample-every",
+        "0",
+        *TINY,
+    ]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     run_train(*args, "--out", str(straight))
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "bavae.train", *args, "--out", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bavae.train", *args, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     state = killed / "training_state.safetensors"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:  # kill it mid-run, after a checkpoint past step 0
-        if state.exists() and (killed / "metrics.csv").exists() and len((killed / "metrics.csv").read_text().splitlines()) > 30:
+        if (
+            state.exists()
+            and (killed / "metrics.csv").exists()
+            and len((killed / "metrics.csv").read_text().splitlines()) > 30
+        ):
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the run finished before it could be killed; make it longer"
@@ -161,7 +255,9 @@ def test_bad_options_exit_2_with_one_line(tmp_path):
         ["--resume", str(tmp_path)],
     ]
     (tmp_path / "empty").mkdir()
-    cases.append(["--dataset", "folder", "--data-dir", str(tmp_path / "empty"), "--steps", "1", "--out", str(tmp_path / "o")])
+    cases.append(
+        ["--dataset", "folder", "--data-dir", str(tmp_path / "empty"), "--steps", "1", "--out", str(tmp_path / "o")]
+    )
     for args in cases:
         proc = run_train(*args, check=False)
         assert proc.returncode == 2, (args, proc.stderr)
@@ -173,9 +269,26 @@ def test_divergence_guard_restores_then_gives_up(tmp_path):
     """An absurd threshold makes every step 'diverge': the guard restores, halves the lr, then stops clearly."""
     folder = make_folder(tmp_path / "photos")
     out = tmp_path / "div"
-    proc = run_train("--dataset", "folder", "--data-dir", str(folder), "--arch", "mlp", "--image-size", "28",
-                     "--channels", "1", "--steps", "5", "--out", str(out), "--config", str(_config(tmp_path)), *TINY,
-                     check=False)
+    proc = run_train(
+        "--dataset",
+        "folder",
+        "--data-dir",
+        str(folder),
+        "--arch",
+        "mlp",
+        "--image-size",
+        "28",
+        "--channels",
+        "1",
+        "--steps",
+        "5",
+        "--out",
+        str(out),
+        "--config",
+        str(_config(tmp_path)),
+        *TINY,
+        check=False,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("diverged (") == 2 and "learning rates x0.25" in proc.stderr
     assert "diverged 3 times" in proc.stderr and "Traceback" not in proc.stderr
@@ -196,10 +309,36 @@ def test_torchrun_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     folder = make_folder(tmp_path / "photos", n=16)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "bavae.train", "--device", "cpu",
-                           "--dataset", "folder", "--data-dir", str(folder), "--arch", "mlp", "--image-size", "28",
-                           "--channels", "1", "--steps", "3", "--out", str(out), *TINY],
-                          capture_output=True, text=True, env=env, timeout=240)
+    proc = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "bavae.train",
+            "--device",
+            "cpu",
+            "--dataset",
+            "folder",
+            "--data-dir",
+            str(folder),
+            "--arch",
+            "mlp",
+            "--image-size",
+            "28",
+            "--channels",
+            "1",
+            "--steps",
+            "3",
+            "--out",
+            str(out),
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert bavae.load(str(out)).sample(1).shape == (1, 1, 28, 28)
     assert len(list(out.glob("model.safetensors"))) == 1
@@ -216,12 +355,43 @@ def test_two_nodes_through_the_c10d_rendezvous(tmp_path):
         port = s.getsockname()[1]
     out = tmp_path / "multinode"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [torchrun, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
-           "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "bavae-test", "--max-restarts", "0",
-           "-m", "bavae.train", "--device", "cpu", "--dataset", "fashion-mnist", "--limit", "256", "--arch", "mlp",
-           "--steps", "4", "--sample-every", "0", "--sampler-components", "1", "--out", str(out), *TINY]
-    nodes = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(2)]
+    cmd = [
+        torchrun,
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{port}",
+        "--rdzv-id",
+        "bavae-test",
+        "--max-restarts",
+        "0",
+        "-m",
+        "bavae.train",
+        "--device",
+        "cpu",
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "256",
+        "--arch",
+        "mlp",
+        "--steps",
+        "4",
+        "--sample-every",
+        "0",
+        "--sampler-components",
+        "1",
+        "--out",
+        str(out),
+        *TINY,
+    ]
+    nodes = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)
+    ]
     results = [node.communicate(timeout=240) for node in nodes]
     for node, (_, err) in zip(nodes, results):
         assert node.returncode == 0, err[-3000:]

@@ -51,9 +51,17 @@ def bundled(tmp_path, monkeypatch, registry):
     root = tmp_path / "weights"
     model = save_tiny(root / "test-tiny", seed=0)
     monkeypatch.setenv(zoo.WEIGHTS_DIR_ENV, str(root))
-    record = zoo.register_pretrained(zoo.ModelRecord(
-        name="test-tiny", hf_hub_id="nobody/test-tiny", sha256=sha256_file(root / "test-tiny" / "model.safetensors"),
-        config=model.config.to_dict(), dataset="fashion-mnist", bundled=True, train_command="bavae train --out runs/t"))
+    record = zoo.register_pretrained(
+        zoo.ModelRecord(
+            name="test-tiny",
+            hf_hub_id="nobody/test-tiny",
+            sha256=sha256_file(root / "test-tiny" / "model.safetensors"),
+            config=model.config.to_dict(),
+            dataset="fashion-mnist",
+            bundled=True,
+            train_command="bavae train --out runs/t",
+        )
+    )
     return root, model, record
 
 
@@ -95,8 +103,10 @@ def test_celeba_record():
     c = r.config
     assert (c["arch"], c["image_size"], c["channels"]) == ("dcgan", 64, 3)
     assert not r.bundled and r.sha256 is None and r.hf_hub_id == "bavae/bavae-celeba64"
-    assert ("bavae train --dataset celeba --data-dir PATH/TO/celeba --arch dcgan --image-size 64 --channels 3"
-            in r.train_command) and r.train_command.endswith("--out runs/celeba64")
+    assert (
+        "bavae train --dataset celeba --data-dir PATH/TO/celeba --arch dcgan --image-size 64 --channels 3"
+        in r.train_command
+    ) and r.train_command.endswith("--out runs/celeba64")
     assert zoo.publish_command(r) == "bavae push runs/celeba64 --repo-id USER/bavae-celeba64"
 
 
@@ -118,8 +128,13 @@ def test_every_bundled_model_matches_its_record(monkeypatch):
     """The five shipped models: hash, config, card with metrics and the command, size, and they load and sample."""
     monkeypatch.delenv(zoo.WEIGHTS_DIR_ENV, raising=False)
     bundled = [n for n in zoo.list_models() if zoo.model_info(n).bundled]
-    assert {"bavae-fashionmnist32", "bavae-fashionmnist32-resnet", "bavae-fashionmnist28-mlp",
-            "bavae-fashionmnist32-paper", "bavae-dsprites64"} <= set(bundled)
+    assert {
+        "bavae-fashionmnist32",
+        "bavae-fashionmnist32-resnet",
+        "bavae-fashionmnist28-mlp",
+        "bavae-fashionmnist32-paper",
+        "bavae-dsprites64",
+    } <= set(bundled)
     for name in bundled:
         r = zoo.model_info(name)
         folder = zoo.bundled_root() / name
@@ -172,8 +187,10 @@ def test_bundled_beats_cache_and_cache_beats_hub(bundled, tmp_path, registry):
     # The Hub is gone now, and load() has no endpoint to reach it anyway: what follows is bundled, then cache.
     assert same_weights(bavae.load("test-tiny", device="cpu", cache_dir=cache), bundled_model)
     shutil.rmtree(root / "test-tiny")
-    zoo.register_pretrained(zoo.ModelRecord(**{**record.to_dict(), "sha256": sha256_file(
-        tmp_path / "published" / "model.safetensors")}), overwrite=True)
+    zoo.register_pretrained(
+        zoo.ModelRecord(**{**record.to_dict(), "sha256": sha256_file(tmp_path / "published" / "model.safetensors")}),
+        overwrite=True,
+    )
     assert same_weights(bavae.load("test-tiny", device="cpu", cache_dir=cache), cached_model)
 
 
@@ -201,8 +218,10 @@ def test_local_folder_errors(tmp_path):
 
 
 def test_celeba_offline_error_says_how_to_make_the_weights(tmp_path):
-    code = ("import sys, bavae\ntry:\n    bavae.load('bavae-celeba64')\nexcept bavae.zoo.WeightsUnavailableError as e:\n"
-            "    print(e); print('torch' in sys.modules)")
+    code = (
+        "import sys, bavae\ntry:\n    bavae.load('bavae-celeba64')\nexcept bavae.zoo.WeightsUnavailableError as e:\n"
+        "    print(e); print('torch' in sys.modules)"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)

@@ -65,8 +65,15 @@ __all__ = [
 DATASETS = ("fashion-mnist", "dsprites", "celeba", "folder")
 
 
-def build_dataset(name: str, *, data_dir: str | os.PathLike | None = None, image_size: int,
-                  channels: int, split: str = "train", limit: int | None = None) -> Dataset:
+def build_dataset(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    image_size: int,
+    channels: int,
+    split: str = "train",
+    limit: int | None = None,
+) -> Dataset:
     """Build a dataset by name; ``ds[i]`` is a float32 (channels, image_size, image_size) tensor in [0, 1].
 
     ``data_dir``: fashion-mnist: the idx files (default: Debian's /usr/share/datasets/fashion-mnist);
@@ -85,17 +92,27 @@ def build_dataset(name: str, *, data_dir: str | os.PathLike | None = None, image
     raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 
-def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, seed: int = 0,
-                num_workers: int = 0, drop_last: bool = True, sampler: Sampler | None = None,
-                pin_memory: bool | None = None) -> DataLoader:
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = True,
+    sampler: Sampler | None = None,
+    pin_memory: bool | None = None,
+) -> DataLoader:
     """A DataLoader with a seeded generator (same seed, same order); ``sampler`` (e.g. DDP's
     DistributedSampler, which shuffles itself) overrides ``shuffle``."""
     n = len(sampler) if sampler is not None else len(dataset)  # type: ignore[arg-type]
     if batch_size < 1:
         raise DataError(f"batch_size must be >= 1, got {batch_size}")
     if drop_last and n < batch_size:
-        raise DataError(f"only {n} items for batch_size {batch_size} with drop_last: no batch at all; "
-                        f"lower batch_size or use more data")
+        raise DataError(
+            f"only {n} items for batch_size {batch_size} with drop_last: no batch at all; "
+            f"lower batch_size or use more data"
+        )
     g = torch.Generator()
     g.manual_seed(seed)
     return DataLoader(

@@ -31,23 +31,32 @@ def _read_celeba_partition(root: Path) -> dict[str, int] | None:
             try:
                 part[fields[0].strip()] = int(fields[1])
             except ValueError:
-                raise DataError(f"celeba: {path} line {line_no}: expected '<file> <0|1|2>', "
-                                f"got {line.strip()!r}") from None
+                raise DataError(
+                    f"celeba: {path} line {line_no}: expected '<file> <0|1|2>', got {line.strip()!r}"
+                ) from None
     return part
 
 
 class CelebA(Dataset):
     """CelebA aligned faces: centre crop 140x140, resize to 64 or 128 (torchvision transforms)."""
 
-    def __init__(self, data_dir: str | os.PathLike | None, *, image_size: int = 64, channels: int = 3,
-                 split: str = "train", limit: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike | None,
+        *,
+        image_size: int = 64,
+        channels: int = 3,
+        split: str = "train",
+        limit: int | None = None,
+    ) -> None:
         _check_split("celeba", split, tuple(_CELEBA_SPLITS))
         _check_channels("celeba", channels)
         if image_size not in (64, 128):
             raise DataError(f"celeba: image_size must be 64 or 128, got {image_size}")
         if data_dir is None:
-            raise DataError("celeba: pass data_dir, the folder holding img_align_celeba/ "
-                            "(and optionally list_eval_partition.txt)")
+            raise DataError(
+                "celeba: pass data_dir, the folder holding img_align_celeba/ (and optionally list_eval_partition.txt)"
+            )
         root = Path(data_dir).expanduser()
         img_dir = root / "img_align_celeba"
         if not img_dir.is_dir():
@@ -56,8 +65,10 @@ class CelebA(Dataset):
             elif root.is_dir() and any(p.suffix.lower() == ".jpg" for p in _scandir_names(root, 50)):
                 img_dir, root = root, root  # the images directly, without the usual folder name
             else:
-                raise DataError(f"celeba: no img_align_celeba/ folder in {root}; download CelebA "
-                                f"(Align&Cropped JPEGs) and unpack it there")
+                raise DataError(
+                    f"celeba: no img_align_celeba/ folder in {root}; download CelebA "
+                    f"(Align&Cropped JPEGs) and unpack it there"
+                )
         names = sorted(n for n in os.listdir(img_dir) if n.lower().endswith((".jpg", ".jpeg", ".png")))
         part = _read_celeba_partition(root)
         if part is not None:
@@ -65,11 +76,13 @@ class CelebA(Dataset):
             present = set(names)
             names = sorted(n for n, p in part.items() if p == want and n in present)
         elif split != "train":
-            raise DataError(f"celeba: split {split!r} needs list_eval_partition.txt in {root}; "
-                            f"without it only 'train' (all images) is available")
+            raise DataError(
+                f"celeba: split {split!r} needs list_eval_partition.txt in {root}; "
+                f"without it only 'train' (all images) is available"
+            )
         if not names:
             raise DataError(f"celeba: no images for split {split!r} in {img_dir}")
-        self.files = [img_dir / n for n in names[:_apply_limit(len(names), limit)]]
+        self.files = [img_dir / n for n in names[: _apply_limit(len(names), limit)]]
         self.image_size = image_size
         self.channels = channels
         self.split = split

@@ -35,8 +35,9 @@ def dsprites_cache_path(cache_dir: str | os.PathLike | None = None) -> Path:
     return root / f"dsprites_v{_DS_VERSION}.npz"
 
 
-def generate_dsprites(cache_dir: str | os.PathLike | None = None, *, limit: int | None = None,
-                      progress: bool = False) -> Path:
+def generate_dsprites(
+    cache_dir: str | os.PathLike | None = None, *, limit: int | None = None, progress: bool = False
+) -> Path:
     """Render dSprites and write the bit-packed cache atomically; returns its path.
 
     ``limit`` renders only the first ``limit`` images (rounded up to whole sprites, 1024 images
@@ -52,17 +53,22 @@ def generate_dsprites(cache_dir: str | os.PathLike | None = None, *, limit: int 
     starts = range(0, n_sprites, 40)  # 40 sprites per chunk bounds the temporaries (~100 MB)
     if progress:
         from tqdm import tqdm
+
         starts = tqdm(starts, desc="rendering dSprites", unit="chunk")
     packed = np.empty((n_sprites * 1024, _DS_SIZE * _DS_SIZE // 8), dtype=np.uint8)
     for s in starts:
         ids = np.arange(s, min(s + 40, n_sprites))
-        packed[s * 1024:(ids[-1] + 1) * 1024] = _render_packed_sprites(ids)
+        packed[s * 1024 : (ids[-1] + 1) * 1024] = _render_packed_sprites(ids)
     packed = packed[:n]
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, imgs_packed=packed, version=np.int64(_DS_VERSION),
-                                factor_sizes=np.asarray(DSPRITES_FACTOR_SIZES, np.int64))
+            np.savez_compressed(
+                f,
+                imgs_packed=packed,
+                version=np.int64(_DS_VERSION),
+                factor_sizes=np.asarray(DSPRITES_FACTOR_SIZES, np.int64),
+            )
         os.replace(tmp, path)  # atomic: concurrent readers never see a partial file
     except BaseException:
         try:
@@ -96,7 +102,7 @@ def dsprites_split_indices(split: str) -> np.ndarray:
     if split == "train":
         return np.arange(DSPRITES_N, dtype=np.int64)
     perm = np.random.default_rng(0).permutation(DSPRITES_N)
-    return np.sort(perm[:int(DSPRITES_N * _DS_TEST_FRACTION)])
+    return np.sort(perm[: int(DSPRITES_N * _DS_TEST_FRACTION)])
 
 
 class DSprites(Dataset):
@@ -113,15 +119,22 @@ class DSprites(Dataset):
     factor_names = DSPRITES_FACTOR_NAMES
     factor_sizes = DSPRITES_FACTOR_SIZES
 
-    def __init__(self, cache_dir: str | os.PathLike | None = None, *, image_size: int = 64,
-                 channels: int = 1, split: str = "train", limit: int | None = None,
-                 render_limit: int = 16384) -> None:
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike | None = None,
+        *,
+        image_size: int = 64,
+        channels: int = 1,
+        split: str = "train",
+        limit: int | None = None,
+        render_limit: int = 16384,
+    ) -> None:
         _check_split("dsprites", split, ("train", "test"))
         _check_channels("dsprites", channels)
         if image_size != _DS_SIZE:
             raise DataError(f"dsprites: image_size must be 64, got {image_size}")
         indices = dsprites_split_indices(split)
-        indices = indices[:_apply_limit(len(indices), limit)]
+        indices = indices[: _apply_limit(len(indices), limit)]
         self.indices = indices
         self.channels = channels
         self.split = split
@@ -129,8 +142,7 @@ class DSprites(Dataset):
         needed = int(indices[-1]) + 1 if len(indices) else 0
         packed = _load_dsprites_cache(self.cache_path, needed)
         if packed is None and len(indices) <= render_limit:
-            self.packed = np.packbits(render_dsprites(indices).reshape(len(indices), -1).astype(bool),
-                                      axis=1)
+            self.packed = np.packbits(render_dsprites(indices).reshape(len(indices), -1).astype(bool), axis=1)
         else:
             if packed is None:
                 log.info("dsprites: rendering 737,280 images into %s (once)", self.cache_path)

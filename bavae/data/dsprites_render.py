@@ -93,10 +93,10 @@ def _sprite_patches(sprite_ids: np.ndarray) -> np.ndarray:
     for ry in range(_DS_SS):
         # Patch pixel k' (k' = -H..P-H-1) covers lattice n = 4k' - rho .. 4k' - rho + 3.
         y0 = _DS_N - _DS_SS * _DS_H - ry
-        rows = lat[:, y0:y0 + side].reshape(n, _DS_P, _DS_SS, -1).sum(2, dtype=np.uint8)
+        rows = lat[:, y0 : y0 + side].reshape(n, _DS_P, _DS_SS, -1).sum(2, dtype=np.uint8)
         for rx in range(_DS_SS):
             x0 = _DS_N - _DS_SS * _DS_H - rx
-            cnt = rows[:, :, x0:x0 + side].reshape(n, _DS_P, _DS_P, _DS_SS).sum(3, dtype=np.uint8)
+            cnt = rows[:, :, x0 : x0 + side].reshape(n, _DS_P, _DS_P, _DS_SS).sum(3, dtype=np.uint8)
             out[:, ry, rx] = cnt >= (_DS_SS * _DS_SS) // 2
     return out
 
@@ -120,7 +120,7 @@ def render_dsprites(indices: Iterable[int] | np.ndarray) -> np.ndarray:
     tx, rx = _placement(f[:, 3])
     ty, ry = _placement(f[:, 4])
     for k in range(len(f)):
-        out[k, ty[k]:ty[k] + _DS_P, tx[k]:tx[k] + _DS_P] = patches[inv[k], ry[k], rx[k]]
+        out[k, ty[k] : ty[k] + _DS_P, tx[k] : tx[k] + _DS_P] = patches[inv[k], ry[k], rx[k]]
     return out
 
 
@@ -139,7 +139,7 @@ def _render_packed_sprites(sprite_ids: np.ndarray) -> np.ndarray:
                 # Patch at (64, 64) in a zero canvas: the image with the patch at (ty, tx) is the
                 # 64x64 window starting at (64 - ty, 64 - tx); gather all such windows at once.
                 canvas = np.zeros((side, side), dtype=bool)
-                canvas[_DS_SIZE:_DS_SIZE + _DS_P, _DS_SIZE:_DS_SIZE + _DS_P] = patch[ry, rx]
+                canvas[_DS_SIZE : _DS_SIZE + _DS_P, _DS_SIZE : _DS_SIZE + _DS_P] = patch[ry, rx]
                 win = np.lib.stride_tricks.sliding_window_view(canvas, (_DS_SIZE, _DS_SIZE))
                 img[np.ix_(sx, sy)] = win[(_DS_SIZE - t[sy])[None, :], (_DS_SIZE - t[sx])[:, None]]
         out[j] = np.packbits(img.reshape(32, 32, -1), axis=-1)

@@ -56,8 +56,15 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
 class FashionMNIST(Dataset):
     """Fashion-MNIST from the idx files, kept whole in memory as uint8 (``.data``, ``.labels``)."""
 
-    def __init__(self, data_dir: str | os.PathLike | None = None, *, image_size: int = 28,
-                 channels: int = 1, split: str = "train", limit: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike | None = None,
+        *,
+        image_size: int = 28,
+        channels: int = 1,
+        split: str = "train",
+        limit: int | None = None,
+    ) -> None:
         _check_split("fashion-mnist", split, ("train", "test"))
         _check_channels("fashion-mnist", channels)
         if image_size not in (28, 32):
@@ -70,14 +77,19 @@ class FashionMNIST(Dataset):
         lbl_path = _find_idx_file(dirs, f"{prefix}-labels-idx1-ubyte")
         if img_path is None or lbl_path is None:
             missing = f"{prefix}-images-idx3-ubyte" if img_path is None else f"{prefix}-labels-idx1-ubyte"
-            hint = ("install the Debian package dataset-fashion-mnist or pass data_dir"
-                    if data_dir is None else "download the idx files (.gz or not) into it")
+            hint = (
+                "install the Debian package dataset-fashion-mnist or pass data_dir"
+                if data_dir is None
+                else "download the idx files (.gz or not) into it"
+            )
             raise DataError(f"fashion-mnist: {missing}[.gz] not found in {root}; {hint}")
         images = _read_idx(img_path, _IDX_IMAGES_MAGIC)
         labels = _read_idx(lbl_path, _IDX_LABELS_MAGIC)
         if images.shape[0] != labels.shape[0] or images.shape[1:] != (28, 28):
-            raise DataError(f"fashion-mnist: {img_path} has shape {images.shape} but {lbl_path} has "
-                            f"{labels.shape[0]} labels; expected (N, 28, 28) and N labels")
+            raise DataError(
+                f"fashion-mnist: {img_path} has shape {images.shape} but {lbl_path} has "
+                f"{labels.shape[0]} labels; expected (N, 28, 28) and N labels"
+            )
         n = _apply_limit(images.shape[0], limit)
         self.data = torch.from_numpy(images[:n].copy())  # (N, 28, 28) uint8
         self.labels = torch.from_numpy(labels[:n].astype(np.int64))

@@ -33,8 +33,15 @@ class ImageFolder(Dataset):
     Unreadable files are skipped at construction with one warning; non-image extensions are ignored.
     """
 
-    def __init__(self, data_dir: str | os.PathLike | None, *, image_size: int, channels: int = 3,
-                 split: str = "train", limit: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike | None,
+        *,
+        image_size: int,
+        channels: int = 3,
+        split: str = "train",
+        limit: int | None = None,
+    ) -> None:
         _check_channels("folder", channels)
         if not isinstance(image_size, int) or image_size < 1:
             raise DataError(f"folder: image_size must be a positive integer, got {image_size!r}")
@@ -47,13 +54,18 @@ class ImageFolder(Dataset):
         if (root / split).is_dir():
             root = root / split
         elif split != "train":
-            raise DataError(f"folder: split {split!r} needs a subfolder {root / split}; "
-                            f"without one only 'train' (the whole tree) is available")
+            raise DataError(
+                f"folder: split {split!r} needs a subfolder {root / split}; "
+                f"without one only 'train' (the whole tree) is available"
+            )
         candidates = []
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            candidates += [Path(dirpath) / f for f in sorted(filenames)
-                           if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES]
+            candidates += [
+                Path(dirpath) / f
+                for f in sorted(filenames)
+                if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES
+            ]
         n_keep = _apply_limit(len(candidates), limit)
         files, bad = [], []
         for p in candidates:
@@ -61,13 +73,16 @@ class ImageFolder(Dataset):
                 break  # with a limit, don't verify files that will not be used
             (files if _check_image(p) else bad).append(p)
         if bad:
-            msg = (f"skipped {len(bad)} unreadable file{'s' if len(bad) != 1 else ''} in {root} "
-                   f"(e.g. {bad[0].relative_to(root)})")
+            msg = (
+                f"skipped {len(bad)} unreadable file{'s' if len(bad) != 1 else ''} in {root} "
+                f"(e.g. {bad[0].relative_to(root)})"
+            )
             warnings.warn(msg, stacklevel=3)
         if not files and (limit is None or limit > 0):
             found = f"{len(bad)} unreadable" if bad else "no"
-            raise DataError(f"folder: {found} image files in {root} (searched recursively for "
-                            f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise DataError(
+                f"folder: {found} image files in {root} (searched recursively for {', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
         self.root = root
         self.files = files
         self.skipped = bad

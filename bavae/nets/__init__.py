@@ -18,4 +18,12 @@ knows how the table is stored: use :func:`list_architectures`, :func:`get_archit
 from . import dcgan, mlp, resnet  # noqa: F401
 from ._registry import ROLES, Architecture, NetSpec, build, get_architecture, list_architectures, register_architecture
 
-__all__ = ["ROLES", "NetSpec", "Architecture", "register_architecture", "list_architectures", "get_architecture", "build"]
+__all__ = [
+    "ROLES",
+    "NetSpec",
+    "Architecture",
+    "register_architecture",
+    "list_architectures",
+    "get_architecture",
+    "build",
+]

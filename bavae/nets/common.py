@@ -60,19 +60,27 @@ class ImplicitEncoder(nn.Module):
             raise ValueError("posterior_noise_dim must be >= 1: a deterministic encoder has an infinite KL")
         self.trunk, self.noise_dim, self.latent_dim = trunk, noise_dim, latent_dim
         self.noisy_head = nn.Sequential(
-            nn.Linear(feature_dim + noise_dim, hidden), act(),
-            nn.Linear(hidden, hidden), act(),
+            nn.Linear(feature_dim + noise_dim, hidden),
+            act(),
+            nn.Linear(hidden, hidden),
+            act(),
             nn.Linear(hidden, latent_dim),
         )
 
-    def forward(self, x: torch.Tensor, n_samples: int = 1, noise: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        n_samples: int = 1,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Codes of shape (N, latent) for one sample, else (N, n_samples, latent)."""
         features = self.trunk(x)
         n = features.shape[0]
         if noise is None:
-            noise = torch.randn(n * n_samples, self.noise_dim, device=features.device, dtype=features.dtype,
-                                generator=generator)
+            noise = torch.randn(
+                n * n_samples, self.noise_dim, device=features.device, dtype=features.dtype, generator=generator
+            )
         features = features.repeat_interleave(n_samples, dim=0)  # the trunk runs once per image
         z = self.noisy_head(torch.cat([features, noise.reshape(n * n_samples, -1)], dim=1))
         return z if n_samples == 1 else z.reshape(n, n_samples, -1)
@@ -85,8 +93,9 @@ class Decoder(nn.Module):
         super().__init__()
         self.body, self.latent_dim, self.noise_dim = body, latent_dim, noise_dim
 
-    def forward(self, z: torch.Tensor, noise: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         if self.noise_dim:
             if noise is None:
                 noise = torch.randn(z.shape[0], self.noise_dim, device=z.device, dtype=z.dtype, generator=generator)

@@ -40,7 +40,8 @@ def dcgan_decoder(spec: NetSpec) -> nn.Module:
     layers: list[nn.Module] = [
         nn.Linear(spec.latent_dim + spec.decoder_noise_dim, chans[0] * 16),
         nn.Unflatten(1, (chans[0], 4, 4)),
-        group_norm(chans[0]), nn.ReLU(),
+        group_norm(chans[0]),
+        nn.ReLU(),
     ]
     for c_in, c_out in zip(chans[:-1], chans[1:]):
         layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), group_norm(c_out), nn.ReLU()]

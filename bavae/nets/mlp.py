@@ -22,8 +22,10 @@ def mlp_encoder(spec: NetSpec) -> nn.Module:
 def mlp_decoder(spec: NetSpec) -> nn.Module:
     hidden, size = hidden_dim(spec), spec.image_size
     body = nn.Sequential(
-        nn.Linear(spec.latent_dim + spec.decoder_noise_dim, hidden), act(),
-        nn.Linear(hidden, hidden), act(),
+        nn.Linear(spec.latent_dim + spec.decoder_noise_dim, hidden),
+        act(),
+        nn.Linear(hidden, hidden),
+        act(),
         nn.Linear(hidden, spec.channels * size * size),
         nn.Unflatten(1, (spec.channels, size, size)),
     )

@@ -18,8 +18,12 @@ class ResBlock(nn.Module):
         norm = group_norm if normalise else (lambda c: nn.Identity())
         self.resample = resample
         self.body = nn.Sequential(
-            norm(c_in), act(), nn.Conv2d(c_in, c_out, 3, 1, 1),
-            norm(c_out), act(), nn.Conv2d(c_out, c_out, 3, 1, 1),
+            norm(c_in),
+            act(),
+            nn.Conv2d(c_in, c_out, 3, 1, 1),
+            norm(c_out),
+            act(),
+            nn.Conv2d(c_out, c_out, 3, 1, 1),
         )
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 

@@ -302,9 +302,11 @@ def _config(**overrides: Any) -> dict[str, Any]:
         width=32,
         critic_width=None,
         spectral_norm=True,
+        shared_critic_trunk=False,
         prior="normal",
         objective="informative",
         objective_weights={},
+        sampler=None,
     )
     return {**base, **overrides}
 

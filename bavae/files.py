@@ -1,4 +1,10 @@
-"""File helpers that know nothing of bavae: atomic writes and content hashes (the bottom layer: imports no bavae)."""
+"""File helpers that know nothing of bavae: output-path checks, atomic writes, a streaming npz writer and content
+hashes (the bottom layer: imports no bavae).
+
+Output paths are checked here, once for every command and API that writes: :func:`check_output_file` and
+:func:`check_output_folder` try what the write will do (create a file in the target folder) before any work starts,
+and name the path the user gave, never a temporary file.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +23,70 @@ def _umask() -> int:
     return mask
 
 
+class OutputError(OSError):
+    """An output path that cannot be written; the message names it and why, in one line."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "cannot write"
+
+
+def _probe(folder: Path, target: str | os.PathLike) -> None:
+    """Create and delete a temporary file in ``folder``, as an atomic write into it would (os.access says yes to
+    root everywhere, and knows nothing of read-only mounts or /proc)."""
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".bavae-probe-", suffix=".tmp")
+    except OSError as e:
+        raise OutputError(f"cannot write {os.fspath(target)}: cannot create files in {folder} ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_output_file(path: str | os.PathLike, what: str = "") -> Path:
+    """Check that ``path`` can be written as a file (its folder exists and takes new files; it is not a folder).
+    ``what`` prefixes the message (e.g. "-o"). Returns the path, ``~`` expanded."""
+    shown = f"{what} {os.fspath(path)}".strip() if what else os.fspath(path)
+    if os.fspath(path) == "":
+        raise OutputError(f"{what or 'the output path'} is empty: give a file name")
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise OutputError(f"cannot write {shown}: it is a folder")
+    parent = p.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {shown}: {parent} {'is not a folder' if parent.exists() else 'does not exist'}")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise OutputError(f"cannot write {shown}: permission denied")
+    _probe(parent, shown)
+    return p
+
+
+def check_output_folder(path: str | os.PathLike, what: str = "") -> Path:
+    """Check that ``path`` is, or can be created as, a folder that takes new files: an existing folder, or a new one
+    under an existing folder (missing parents are created too). Nothing is created. Returns the path, ``~`` expanded."""
+    shown = f"{what} {os.fspath(path)}".strip() if what else os.fspath(path)
+    if os.fspath(path) == "":
+        raise OutputError(f"{what or 'the output folder'} is empty: give a folder name")
+    p = Path(path).expanduser()
+    existing = p
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        why = "it is a file" if existing == p else f"{existing} is a file, not a folder"
+        raise OutputError(f"cannot use {shown} as a folder: {why}")
+    _probe(existing, shown)
+    return p
+
+
 def atomic_write(path: str | os.PathLike, write: Any) -> None:
     """Call ``write(tmp_path)`` then fsync and rename over ``path``: readers see the old file or the new, never half."""
     import tempfile  # here, not at the top: `bavae --help` imports this module and writes nothing
 
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:  # name the file asked for, not the temporary one
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     try:
         write(tmp)
@@ -33,6 +97,37 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_npz_stream(path: str | os.PathLike, arrays: dict[str, Any], chunks: dict[str, Any] | None = None) -> None:
+    """Write an ``.npz`` (what ``np.load`` reads) atomically, streaming the big arrays: ``arrays`` maps names to
+    arrays written whole; ``chunks`` maps a name to ``(shape, dtype, iterable of arrays)`` whose pieces, stacked on
+    the first axis, fill ``shape``; each piece is written as it comes, so memory holds one piece at a time."""
+    import zipfile
+
+    import numpy as np
+
+    def write(tmp: str) -> None:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, array in arrays.items():
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
+            for name, (shape, dtype, pieces) in (chunks or {}).items():
+                dtype = np.dtype(dtype)
+                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+                rows = 0
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array_header_2_0(f, header)
+                    for piece in pieces:
+                        piece = np.ascontiguousarray(piece, dtype=dtype)
+                        if piece.shape[1:] != tuple(shape[1:]):
+                            raise ValueError(f"{name}: a piece of shape {piece.shape} does not fit {tuple(shape)}")
+                        f.write(memoryview(piece).cast("B"))
+                        rows += len(piece)
+                if rows != shape[0]:
+                    raise ValueError(f"{name}: the pieces held {rows} rows, not {shape[0]}")
+
+    atomic_write(path, write)
 
 
 def hash_problem(path: Path, expected_sha256: str | None) -> str | None:
@@ -71,4 +166,12 @@ def sha256_file(path: str | os.PathLike) -> str:
     return _digest(path, hashlib.sha256()).hexdigest()
 
 
-__all__ = ["atomic_write", "sha256_file", "hash_problem"]
+__all__ = [
+    "OutputError",
+    "check_output_file",
+    "check_output_folder",
+    "atomic_write",
+    "write_npz_stream",
+    "sha256_file",
+    "hash_problem",
+]

@@ -26,11 +26,17 @@ from typing import Any
 import click
 
 from . import __version__
-from .zoo import DEFAULT_MODEL
+from .zoo import DEFAULT_MODEL, DEVICE_HELP, SEED_MAX
 
-MAX_IMAGES = 4096  # -n above this is a typo, not a grid anyone can look at
+MAX_IMAGES = 4096  # the most images one PNG grid holds (an npz takes any number, streamed)
+NPZ_BATCH = 1024  # `bavae sample --format npz` decodes and writes this many images at a time
 FORMATS = ("png", "npz")
-MODEL_HELP = "Zoo name (see `bavae list`), model folder, or Hub repo id."
+MODEL_HELP = (
+    "Zoo name (see `bavae list`), model folder, or Hub repo id. A name that starts with ., / or ~, or whose "
+    "parent folder exists (runs/mine once runs/ does), is a local folder, never a repo id; hf://USER/NAME is "
+    "always the Hub."
+)
+SEED = click.IntRange(0, SEED_MAX)
 
 
 class LazyGroup(click.Group):
@@ -102,7 +108,13 @@ def _usage(message: str) -> click.UsageError:
 
 def _output(out: str, fmt: str | None, allowed: tuple[str, ...] = FORMATS) -> tuple[Path, str]:
     """Check the output path and format before any work (and before torch loads): fail fast, write nothing."""
+    from .files import OutputError, check_output_file
+
+    if out == "":
+        raise _usage("-o/--out is empty: give the output file, e.g. -o grid.png")
     path = Path(out).expanduser()
+    if path.is_dir():
+        raise _usage(f"cannot write {out}: it is a folder (give a file name in it, e.g. {Path(out) / 'out.png'})")
     if fmt is None:
         fmt = path.suffix.lower().lstrip(".")
         if fmt not in allowed:
@@ -112,21 +124,33 @@ def _output(out: str, fmt: str | None, allowed: tuple[str, ...] = FORMATS) -> tu
             )
     elif fmt not in allowed:
         raise _usage(f"unsupported output format {fmt!r}: use {' or '.join(allowed)}")
-    parent = path.parent
-    if path.is_dir():
-        raise _usage(f"cannot write {out}: it is a folder")
-    if not parent.is_dir():
-        raise _usage(f"cannot write {out}: {parent} {'is not a folder' if parent.exists() else 'does not exist'}")
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise _usage(f"cannot write {out}: permission denied")
+    try:
+        check_output_file(out)
+    except OutputError as e:
+        raise _usage(str(e)) from None
     return path, fmt
+
+
+def _check_model(model: str, device: str = "auto") -> None:
+    """The model reference and the device, checked by their form before anything loads (no torch, no Hub)."""
+    from .zoo import check_device, model_source
+
+    model_source(model)
+    try:
+        check_device(device)
+    except ValueError as e:
+        raise _usage(f"--device: {e}") from None
 
 
 def _load(model: str, device: str):
     from .zoo import load, resolve_device
 
-    if device != "auto":  # a bad --device fails before any download ("auto" cannot fail, and needs no torch yet)
-        resolve_device(device)
+    _check_model(model, device)
+    if device != "auto":  # a missing CUDA fails before any download ("auto" cannot fail, and needs no torch yet)
+        try:
+            resolve_device(device)
+        except ValueError as e:
+            raise _usage(f"--device: {e}") from None
     return load(model, device=device)
 
 
@@ -192,8 +216,8 @@ def _options(*names: str):
     opts = {
         "model": click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP),
         "out": click.option("-o", "--out", required=True, help="Output file (.png grid or .npz arrays)."),
-        "seed": click.option("--seed", type=int, default=None, help="Seed for reproducible noise."),
-        "device": click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps."),
+        "seed": click.option("--seed", type=SEED, default=None, help="Seed for reproducible noise."),
+        "device": click.option("--device", default="auto", show_default=True, help=DEVICE_HELP + "."),
         "nrow": click.option("--nrow", type=click.IntRange(1, MAX_IMAGES), default=None, help="Images per grid row."),
         "format": click.option(
             "--format",
@@ -273,7 +297,14 @@ def info_command(name: str, as_json: bool) -> None:
 
 @cli.command("sample")
 @_options("model")
-@click.option("-n", "n", type=click.IntRange(1, MAX_IMAGES), default=64, show_default=True, help="Number of images.")
+@click.option(
+    "-n",
+    "n",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help=f"Number of images: at most {MAX_IMAGES} in a PNG grid; any number in an npz (written in batches).",
+)
 @click.option(
     "--sampler",
     type=click.Choice(["auto", "prior", "gmm"]),
@@ -289,12 +320,40 @@ def sample_command(
     """Draw new images.
 
     Codes come from the model's fitted latent sampler when it has one (see `bavae fit-sampler`), else from the
-    prior. Writes a PNG grid, or an npz with `images` (N, C, H, W) float32 in [0, 1].
+    prior. Writes a PNG grid, or an npz with `images` (N, C, H, W) float32 in [0, 1]; an npz is decoded and
+    written in batches, so any -n fits in a bounded amount of memory (the FID's 10,000 or 50,000 samples).
     """
     path, fmt = _output(out, fmt)
+    if fmt == "png" and n > MAX_IMAGES:
+        raise click.BadParameter(
+            f"{n} images do not fit one PNG grid (at most {MAX_IMAGES}); write an npz instead "
+            f"(-o {path.with_suffix('.npz').name} or --format npz), which takes any number",
+            param_hint="'-n'",
+        )
+    _check_model(model, device)
     m = _load(model, device)
-    images = m.sample(n, generator=_generator(seed, m.device), sampler=sampler)
+    g = _generator(seed, m.device)
+    if fmt == "npz":
+        click.echo(f"wrote {_sample_npz(m, n, path, g, sampler)}")
+        return
+    images = m.sample(n, generator=g, sampler=sampler)
     click.echo(f"wrote {_save(path, fmt, images, nrow or math.ceil(math.sqrt(n)))}")
+
+
+def _sample_npz(m, n: int, path: Path, generator, sampler: str) -> str:
+    """n samples to an npz, NPZ_BATCH at a time: memory holds one batch, whatever n is."""
+    from .files import write_npz_stream
+
+    m.sample_codes(1, sampler)  # a missing sampler fails here, before the file is started
+    shape = (n, m.config.channels, m.config.image_size, m.config.image_size)
+
+    def batches():
+        for i in range(0, n, NPZ_BATCH):
+            images = m.sample(min(NPZ_BATCH, n - i), generator=generator, sampler=sampler)
+            yield images.detach().float().clamp(0, 1).cpu().numpy()
+
+    write_npz_stream(path, {}, {"images": (shape, "float32", batches())})
+    return f"{path} (images {shape} float32 in [0, 1])"
 
 
 @cli.command("reconstruct")
@@ -310,6 +369,7 @@ def reconstruct_command(
     holds `images` (the reconstructions), `inputs` and `files`.
     """
     path, fmt = _output(out, fmt)
+    _check_model(model, device)
     files = _image_files(images)
     m = _load(model, device)
     x = _read(m, files)
@@ -335,6 +395,7 @@ def interpolate_command(
     A, the decodings, then B in one row.
     """
     path, fmt = _output(out, fmt)
+    _check_model(model, device)
     files = _image_files((image_a, image_b))
     if len(files) != 2:
         raise _usage("interpolate takes two picture files, IMAGE_A and IMAGE_B (not folders)")
@@ -360,6 +421,7 @@ def encode_command(images: tuple[str, ...], model: str, out: str, seed: int | No
     `model`.
     """
     path, _ = _output(out, None, ("npz",))
+    _check_model(model, device)
     files = _image_files(images)
     m = _load(model, device)
     x = _read(m, files)
@@ -382,19 +444,17 @@ def decode_command(
     import numpy as np
 
     path, fmt = _output(out, fmt)
+    codes, written_by = _read_codes(codes_file)
+    model = model or written_by or DEFAULT_MODEL
+    _check_model(model, device)
+    from .model import check_codes
+
     try:
-        if not zipfile.is_zipfile(codes_file):
-            raise ValueError("not an npz file")
-        with np.load(codes_file, allow_pickle=False) as data:
-            codes = data["codes"]
-            model = model or (str(data["model"]) if "model" in data.files else DEFAULT_MODEL)
-    except (OSError, ValueError, KeyError) as e:
-        raise click.ClickException(
-            f"cannot read codes from {codes_file}: {_one_line(e)} "
-            "(expected an npz with `codes` (N, latent_dim), as `bavae encode` writes)"
-        ) from None
+        check_codes(codes, name=f"{codes_file}: `codes`")  # NaN, inf, empty, integer: before the model loads
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
     m = _load(model, device)
-    if codes.ndim != 2 or codes.shape[1] != m.config.latent_dim or codes.dtype.kind != "f":
+    if codes.shape[1] != m.config.latent_dim:
         raise click.ClickException(
             f"{codes_file}: `codes` has shape {codes.shape} ({codes.dtype}); {model} decodes "
             f"float codes of shape (N, {m.config.latent_dim})"
@@ -403,6 +463,29 @@ def decode_command(
 
     images = _batched(m.decode, torch.from_numpy(codes.astype(np.float32)), m, seed)
     click.echo(f"wrote {_save(path, fmt, images, nrow or math.ceil(math.sqrt(len(codes))))}")
+
+
+def _read_codes(codes_file: str):
+    """`codes` (and the model that wrote them, if recorded) from an npz as `bavae encode` writes; one line if not."""
+    import numpy as np
+
+    expected = "expected an npz with `codes` (N, latent_dim), as `bavae encode` writes"
+    p = Path(codes_file).expanduser()
+    if not p.exists():
+        raise click.ClickException(f"{codes_file} does not exist ({expected})")
+    if p.is_dir():
+        raise click.ClickException(f"{codes_file} is a folder ({expected})")
+    try:
+        if not zipfile.is_zipfile(p):
+            raise ValueError("not an npz file")
+        with np.load(p, allow_pickle=False) as data:
+            if "codes" not in data.files:
+                raise ValueError(f"it has no `codes` (it holds {', '.join(data.files) or 'nothing'})")
+            codes = data["codes"]
+            written_by = str(data["model"]) if "model" in data.files else None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise click.ClickException(f"cannot read codes from {codes_file}: {_one_line(e)} ({expected})") from None
+    return codes, written_by
 
 
 @cli.command("eval")
@@ -426,7 +509,7 @@ def decode_command(
 )
 @click.option("--inception", is_flag=True, help="Also an Inception-v3 FID (needs torchvision's ImageNet weights).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @_options("device")
 def eval_command(
     model: str,
@@ -444,9 +527,12 @@ def eval_command(
     FID and class agreement use the Fashion-MNIST classifier that ships with bavae (fashion-mnist only); MIG is
     added on dsprites. See bavae.eval for what each number means.
     """
+    _check_model(model, device)
     dataset = dataset or _model_dataset(model)
     if dataset in ("celeba", "folder") and data_dir is None:
         raise _usage(f"--dataset {dataset} needs --data-dir")
+    if data_dir is not None and dataset != "dsprites" and not Path(data_dir).expanduser().is_dir():
+        raise _usage(f"--data-dir {data_dir} {'is not a folder' if Path(data_dir).exists() else 'does not exist'}")
     m = _load(model, device)
     from .eval import EvalSettings, evaluate, format_report
 
@@ -495,7 +581,7 @@ def _model_dataset(model: str) -> str:
     default=None,
     help="Folder to save the model with its sampler. Default: NAME_OR_DIR itself when it is a folder.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @_options("device")
 def fit_sampler_command(
     model: str,
@@ -512,14 +598,21 @@ def fit_sampler_command(
     Encodes the training images, fits a full-covariance Gaussian mixture to their codes (scikit-learn) and saves
     the model with it: `bavae sample` then decodes the mixture's draws instead of the prior's.
     """
+    from .files import OutputError, check_output_folder
+
     out = Path(out_dir if out_dir is not None else model).expanduser()
     if out_dir is None and not out.is_dir():
         raise _usage(f"{model} is not a model folder: give --out DIR to save the model with its sampler there")
-    if out.exists() and not out.is_dir():
-        raise _usage(f"--out {out}: it is a file, not a folder")
+    try:
+        check_output_folder(out, "--out")
+    except OutputError as e:
+        raise _usage(str(e)) from None
+    _check_model(model, device)
     dataset = dataset or _model_dataset(model)
     if dataset in ("celeba", "folder") and data_dir is None:
         raise _usage(f"--dataset {dataset} needs --data-dir")
+    if data_dir is not None and dataset != "dsprites" and not Path(data_dir).expanduser().is_dir():
+        raise _usage(f"--data-dir {data_dir} {'is not a folder' if Path(data_dir).exists() else 'does not exist'}")
     m = _load(model, device)
     from .data import build_dataset
     from .train import fit_latent_sampler
@@ -547,11 +640,20 @@ def push_command(model_dir: str, repo_id: str, branch: str | None, private: bool
 
     Uploads config.json, model.safetensors, a model card (README.md) and samples.png in one commit.
     """
+    from .hub import check_repo_id, folder_files
     from .train import train_command_line
     from .zoo import push
 
-    train_config_file = Path(model_dir).expanduser() / "train_config.json"  # a `bavae train` run: its command
-    train_config = json.loads(train_config_file.read_text()) if train_config_file.is_file() else {}
+    check_repo_id(repo_id)  # the id, the folder and its files, before anything is sent
+    folder = Path(model_dir).expanduser()
+    if not folder.is_dir():
+        raise _usage(f"{model_dir} {'is not a folder' if folder.exists() else 'does not exist'}")
+    folder_files(folder)
+    train_config_file = folder / "train_config.json"  # a `bavae train` run: its command
+    try:
+        train_config = json.loads(train_config_file.read_text()) if train_config_file.is_file() else {}
+    except ValueError as e:
+        raise click.ClickException(f"{train_config_file} is not valid JSON: {_one_line(e)}") from None
     info = push(
         model_dir,
         repo_id,

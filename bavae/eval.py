@@ -347,14 +347,24 @@ def evaluate(
     """Score a BAVAE (or a :class:`ModelAdapter`) on a dataset's test split. Returns a flat dict of metrics."""
     from tqdm.auto import tqdm
 
+    from .data import check_dataset_fits
+
     s = settings or EvalSettings()
     torch.manual_seed(s.seed)
     g = torch.Generator(device=getattr(model, "device", "cpu")).manual_seed(s.seed)
     m = model if isinstance(model, ModelAdapter) else ModelAdapter.from_bavae(model, g)
+    check_dataset_fits(dataset, m.image_size, m.channels)  # before the test images are read or rendered
     inception = inception_features(m.device) if s.inception else None  # fail before the long work, not after
     x, labels, ds = _test_images(dataset, m.image_size, m.channels, s.n_test, data_dir)
     steps = ["reconstructions", "samples", "critic"]
     bar = tqdm(total=len(steps), desc="bavae eval", disable=not progress, leave=False)
+    try:
+        return _evaluate(m, dataset, s, x, labels, ds, inception, bar)
+    finally:
+        bar.close()  # an error is then printed on a line of its own, not glued to the bar
+
+
+def _evaluate(m: Any, dataset: str, s: Any, x: Any, labels: Any, ds: Any, inception: Any, bar: Any) -> dict[str, Any]:
     report: dict[str, Any] = {"dataset": dataset, "n_test": len(x), "n_samples": s.n_samples}
 
     # Reconstructions: MSE, SSIM (and, with the classifier, agreement).
@@ -409,7 +419,6 @@ def evaluate(
     if dataset == "dsprites" and m.encode_mean is not None:
         report.update(dsprites_mig(m, x, ds.factors[: len(x)], batch_size=s.batch_size))
     bar.update()
-    bar.close()
     return report
 
 
@@ -456,10 +465,15 @@ def latent_traversal(
 def inception_features(device: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     """torchvision's Inception-v3 pool features (2048-d) of images in [0, 1]. Needs its ImageNet weights in the torch
     cache: torchvision checks their hash and loads them with ``weights_only``; offline, the error says where they go."""
+    import contextlib
+    import io
+
     from torchvision.models import Inception_V3_Weights, inception_v3
 
     try:
-        net = inception_v3(weights=Inception_V3_Weights.IMAGENET1K_V1, aux_logits=True)
+        # torch's downloader prints its own lines (on stdout, where `bavae eval --json` writes): keep them out
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            net = inception_v3(weights=Inception_V3_Weights.IMAGENET1K_V1, aux_logits=True, progress=False)
     except Exception as e:  # noqa: BLE001 - offline, or a partial download
         raise RuntimeError(
             f"Inception FID needs torchvision's Inception-v3 ImageNet weights in the torch cache "

@@ -38,7 +38,9 @@ def _probe(folder: Path, target: str | os.PathLike) -> None:
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".bavae-probe-", suffix=".tmp")
     except OSError as e:
-        raise OutputError(f"cannot write {os.fspath(target)}: cannot create files in {folder} ({e.strerror or e})") from None
+        raise OutputError(
+            f"cannot write {os.fspath(target)}: cannot create files in {folder} ({e.strerror or e})"
+        ) from None
     os.close(fd)
     os.unlink(tmp)
 
@@ -54,7 +56,9 @@ def check_output_file(path: str | os.PathLike, what: str = "") -> Path:
         raise OutputError(f"cannot write {shown}: it is a folder")
     parent = p.parent
     if not parent.is_dir():
-        raise OutputError(f"cannot write {shown}: {parent} {'is not a folder' if parent.exists() else 'does not exist'}")
+        raise OutputError(
+            f"cannot write {shown}: {parent} {'is not a folder' if parent.exists() else 'does not exist'}"
+        )
     if p.exists() and not os.access(p, os.W_OK):
         raise OutputError(f"cannot write {shown}: permission denied")
     _probe(parent, shown)

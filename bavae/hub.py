@@ -32,6 +32,53 @@ class WeightsUnavailableError(ValueError):
     """The weights are neither bundled, nor in the cache, nor downloadable right now."""
 
 
+class HubError(ValueError):
+    """A push the Hub refused or could not take; the message says which and what to do, in one line."""
+
+
+def check_repo_id(repo_id: Any) -> str:
+    """A Hub repo id as the Hub takes it (USER/NAME or NAME): checked here, before any file is read or sent."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not isinstance(repo_id, str) or not repo_id:
+        raise HubError(f"the repo id must be USER/NAME, got {repo_id!r}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise HubError(
+            f"{repo_id!r} is not a Hub repo id: USER/NAME, each of letters, digits, '-', '_' and '.' "
+            "(not starting or ending with '-' or '.'), at most 96 characters"
+        ) from None
+    return repo_id
+
+
+def _push_problem(e: Exception, repo_id: str) -> str:
+    """One line saying why a push failed, in the user's terms (the client's own messages name URLs and errnos)."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    where = constants.ENDPOINT
+    if isinstance(e, OfflineModeIsEnabled):
+        return f"cannot push {repo_id}: HF_HUB_OFFLINE is set; unset it to reach the Hub ({where})"
+    if isinstance(e, HfHubHTTPError) and e.response is not None:
+        status = e.response.status_code
+        hint = {
+            401: "log in with `hf auth login` or pass --token",
+            403: "this token may not write to that repo or namespace",
+            404: "the repo or namespace was not found",
+        }.get(status, "try again later" if status >= 500 else "")
+        first = (str(e).strip().splitlines() or [""])[0]
+        return f"cannot push {repo_id}: the Hub ({where}) answered {status} ({first}){'; ' + hint if hint else ''}"
+    names = {c.__name__ for c in type(e).__mro__}
+    if isinstance(e, OSError) or names & {"TransportError", "ConnectionError", "RequestError", "NetworkError"}:
+        why = " ".join(str(e).split()) or type(e).__name__
+        return (
+            f"cannot push {repo_id}: the Hub ({where}) could not be reached ({why}); check your network, "
+            "or HF_ENDPOINT if you meant another Hub"
+        )
+    return f"cannot push {repo_id} to {where}: {type(e).__name__}: {' '.join(str(e).split())}"
+
+
 def folder_files(folder: Path) -> tuple[Path, Path]:
     """``config.json`` and ``model.safetensors`` of a model folder; a WeightsError names the one missing."""
     from .model import WeightsError
@@ -287,9 +334,10 @@ def push(
 
     from .model import BAVAEConfig
 
+    check_repo_id(repo_id)
     folder = Path(model_dir).expanduser()
     if not folder.is_dir():
-        raise WeightsUnavailableError(f"{folder} is not a folder")
+        raise WeightsUnavailableError(f"{folder} {'is not a folder' if folder.exists() else 'does not exist'}")
     config_file, weights_file = folder_files(folder)
     config = BAVAEConfig.from_json_file(config_file)  # refuse to publish what we could not load back
     samples = folder / SAMPLES_NAME
@@ -317,13 +365,18 @@ def push(
     if samples:
         ops.append(CommitOperationAdd(SAMPLES_NAME, str(samples)))
     api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    if revision:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    return api.create_commit(repo_id, ops, commit_message=commit_message, revision=revision)
+    try:
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        if revision:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        return api.create_commit(repo_id, ops, commit_message=commit_message, revision=revision)
+    except Exception as e:  # the client's errors name URLs, errnos and stack internals
+        raise HubError(_push_problem(e, repo_id)) from e
 
 
 __all__ = [
+    "HubError",
+    "check_repo_id",
     "fetch_model_files",
     "folder_files",
     "model_card",

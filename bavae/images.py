@@ -62,17 +62,58 @@ def expand_image_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def check_image_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """:func:`expand_image_paths`, then open each file's header: a non-image fails here, before any model loads."""
+def _too_large(path: str | os.PathLike) -> str:
+    """Why PIL refused a picture as a decompression bomb, with its size (read from the header alone)."""
+    import warnings
+
     from PIL import Image
 
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Image.MAX_IMAGE_PIXELS = None
+            with Image.open(path) as im:
+                w, h = im.size
+        size = f"{w}x{h} = {w * h:,} pixels"
+    except Exception:
+        size = "its size"
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    return (
+        f"{size} is over PIL's limit for one picture ({2 * limit:,} pixels, a guard against decompression bombs); "
+        "shrink it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
+    )
+
+
+def open_image(path: str | os.PathLike):
+    """``PIL.Image.open`` with bavae's errors: one ImageError naming the file and the real cause. Pictures between
+    PIL's limit and twice it open without PIL's DecompressionBombWarning (they are decoded once, on purpose)."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except Image.DecompressionBombError:
+        raise ImageError(f"cannot read {path}: {_too_large(path)}") from None
+    except FileNotFoundError:
+        raise ImageError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise ImageError(f"cannot read {path}: it is a folder") from None
+    except PermissionError:
+        raise ImageError(f"cannot read {path}: permission denied") from None
+    except Exception:  # PIL raises many types (UnidentifiedImageError, SyntaxError, struct.error...)
+        raise ImageError(f"cannot read {path}: not an image format PIL can read (use PNG or JPEG)") from None
+
+
+def check_image_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """:func:`expand_image_paths`, then open each file's header: a non-image fails here, before any model loads."""
     files = expand_image_paths(paths)
     for f in files:
-        try:
-            with Image.open(f):
-                pass
-        except Exception:
-            raise ImageError(f"cannot read {f}: not an image format PIL can read (use PNG or JPEG)") from None
+        open_image(f).close()
     return files
 
 
@@ -80,11 +121,14 @@ def decode_image(path: str | os.PathLike, channels: int, draft: int | None = Non
     """Decode a picture to float (channels, H, W) in [0, 1]: EXIF orientation applied, RGB or gray as asked,
     transparency composited on white, 16-bit and float images scaled exactly (``convert("L")`` would clip them).
     ``draft``: let a JPEG decode at a reduced size that stays >= draft (fast, done in the DCT domain)."""
+    import warnings
+
     import numpy as np
     import torch
     from PIL import Image, ImageOps
 
-    with Image.open(path) as im:
+    with open_image(path) as im, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         if draft is not None and im.format == "JPEG":
             im.draft("RGB" if channels == 3 else "L", (draft, draft))
         im = ImageOps.exif_transpose(im)
@@ -124,6 +168,8 @@ def load_image(path: str | os.PathLike, image_size: int, channels: int) -> torch
     centre-cropped."""
     try:
         x = decode_image(path, channels, draft=image_size)
+    except ImageError:
+        raise
     except Exception as e:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError...)
         why = "not an image format PIL can read (use PNG or JPEG)" if "identify" in str(e) else str(e)
         raise ImageError(f"cannot read {path}: {why}") from None
@@ -182,6 +228,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "ImageError",
     "expand_image_paths",
+    "open_image",
     "check_image_files",
     "decode_image",
     "resize_center_crop",

@@ -29,6 +29,71 @@ from .files import atomic_write, hash_problem, sha256_file  # atomic_write, sha2
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PRIORS = ("normal", "uniform")
+# Bounds on the config: wider than any model the families are meant for, narrow enough that a config.json from an
+# untrusted repo cannot ask for tens of GB (a width-1024 DCGAN is about 12 GB of weights already).
+MAX_WIDTH = 1024
+MAX_DIM = 4096  # latent_dim, posterior_noise_dim, decoder_noise_dim
+MAX_CODE = 1e3  # |z| past this is not a code of the prior N(0, I) or U(-1, 1): decoding it is a mistake
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_count(name: str, value: Any, minimum: int = 1) -> int:
+    """An integer argument (n, steps, n_samples) of at least ``minimum``: one ValueError naming it otherwise."""
+    if not _is_int(value) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_generator(generator: Any, device: Any) -> Any:
+    """None, or a torch.Generator on the device type of the tensors it will draw."""
+    if generator is None:
+        return None
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or None, "
+            f"got {type(generator).__name__} {generator!r}"
+        )
+    device = torch.device(device)
+    if generator.device.type != device.type:
+        raise ValueError(
+            f"generator is on {generator.device.type} but the model is on {device}: "
+            f"use torch.Generator({device.type!r}).manual_seed(...)"
+        )
+    return generator
+
+
+def check_codes(z: Any, latent_dim: int | None = None, name: str = "z") -> Any:
+    """The one check of latent codes, for the API (tensors) and ``bavae decode`` (numpy arrays, before any model
+    loads): a float array (N, latent_dim) with N >= 1, finite, within +-MAX_CODE. Returns ``z`` unchanged."""
+    import numpy as np
+
+    d = "latent_dim" if latent_dim is None else latent_dim
+    expected = f"float codes of shape (N, {d})"
+    if isinstance(z, torch.Tensor):
+        floating, shape, dtype = z.is_floating_point(), tuple(z.shape), str(z.dtype)
+    elif isinstance(z, np.ndarray):
+        floating, shape, dtype = z.dtype.kind == "f", z.shape, str(z.dtype)
+    else:
+        raise ValueError(f"{name}: expected {expected}, got {type(z).__name__}")
+    if not floating:
+        raise ValueError(f"{name}: expected {expected}, got dtype {dtype} (convert integer codes with .float())")
+    if len(shape) != 2 or (latent_dim is not None and shape[1] != latent_dim):
+        raise ValueError(f"{name}: expected {expected}, got shape {shape}")
+    if shape[0] == 0:
+        raise ValueError(f"{name}: expected {expected}, got no codes (shape {shape})")
+    a = torch.as_tensor(z) if isinstance(z, np.ndarray) else z.detach()
+    if not torch.isfinite(a).all():
+        raise ValueError(f"{name}: expected {expected} of finite values, got NaN or inf")
+    biggest = a.abs().max().item()
+    if biggest > MAX_CODE:
+        raise ValueError(
+            f"{name}: codes of the prior lie within a few units of 0; got |z| up to {biggest:.3g}, past the "
+            f"{MAX_CODE:g} that bavae decodes (too far from any code the decoder saw)"
+        )
+    return z
 
 
 @dataclass(frozen=True)
@@ -53,18 +118,18 @@ class BAVAEConfig:
     def __post_init__(self) -> None:
         for name in ("image_size", "channels", "latent_dim", "posterior_noise_dim", "width"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise ValueError(f"config.{name} must be a positive integer, got {value!r}")
-        if (
-            not isinstance(self.decoder_noise_dim, int)
-            or isinstance(self.decoder_noise_dim, bool)
-            or self.decoder_noise_dim < 0
-        ):
+        if not _is_int(self.decoder_noise_dim) or self.decoder_noise_dim < 0:
             raise ValueError(f"config.decoder_noise_dim must be an integer >= 0, got {self.decoder_noise_dim!r}")
-        if self.critic_width is not None and (
-            not isinstance(self.critic_width, int) or isinstance(self.critic_width, bool) or self.critic_width < 1
-        ):
+        if self.critic_width is not None and (not _is_int(self.critic_width) or self.critic_width < 1):
             raise ValueError(f"config.critic_width must be a positive integer or None, got {self.critic_width!r}")
+        bounds = {"width": MAX_WIDTH, "critic_width": MAX_WIDTH}
+        bounds.update(dict.fromkeys(("latent_dim", "posterior_noise_dim", "decoder_noise_dim"), MAX_DIM))
+        for name, most in bounds.items():
+            value = getattr(self, name)
+            if value is not None and value > most:
+                raise ValueError(f"config.{name} must be at most {most}, got {value!r}")
         for name in ("spectral_norm", "shared_critic_trunk"):  # "false" in a config.json would otherwise read as True
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"config.{name} must be true or false, got {getattr(self, name)!r}")
@@ -121,7 +186,10 @@ class BAVAEConfig:
                 raise ValueError(f"{path} is not valid JSON: {e}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path} must hold a JSON object of config fields")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as e:  # name the file: it may come from a repo the user did not write
+            raise ValueError(f"{path}: {e}") from None
 
 
 class WeightsError(ValueError):
@@ -184,36 +252,61 @@ class BAVAE(
         c, s = self.config.channels, self.config.image_size
         expected = f"a float tensor of shape (N, {c}, {s}, {s}) with values in [0, 1]"
         if not isinstance(x, torch.Tensor):
-            raise ValueError(f"{name}: expected {expected}, got {type(x).__name__}")
+            hint = " (convert it with torch.from_numpy)" if type(x).__name__ == "ndarray" else ""
+            raise ValueError(f"{name}: expected {expected}, got {type(x).__name__}{hint}")
         if not x.is_floating_point():
             raise ValueError(f"{name}: expected {expected}, got dtype {x.dtype} (convert uint8 images with x / 255)")
         if x.dim() != 4:
             raise ValueError(f"{name}: expected {expected}, got rank {x.dim()} with shape {tuple(x.shape)}")
         if tuple(x.shape[1:]) != (c, s, s):
             raise ValueError(f"{name}: expected {expected}, got shape {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: expected {expected}, got an empty batch (0 images)")
         if x.numel() and (not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1):
             lo, hi = x.min().item(), x.max().item()
             raise ValueError(f"{name}: expected {expected}, got values in [{lo:.3g}, {hi:.3g}]")
         return x.to(device=self.device, dtype=next(self.parameters()).dtype)
 
     def check_codes(self, z: Any) -> torch.Tensor:
-        d = self.config.latent_dim
-        if not isinstance(z, torch.Tensor) or not z.is_floating_point() or z.dim() != 2 or z.shape[1] != d:
-            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            raise ValueError(f"z: expected a float tensor of shape (N, {d}), got {got}")
+        """Validate codes (:func:`check_codes`, with this model's latent_dim) and move them to the model."""
+        check_codes(z, self.config.latent_dim)
+        if not isinstance(z, torch.Tensor):
+            raise ValueError(
+                f"z: expected a float tensor of shape (N, {self.config.latent_dim}), got {type(z).__name__}"
+            )
         return z.to(device=self.device, dtype=next(self.parameters()).dtype)
+
+    def check_sample_size(self, n: int) -> None:
+        """Refuse an ``n`` whose images alone could not fit in the memory of the model's device."""
+        c, s = self.config.channels, self.config.image_size
+        need = n * c * s * s * 4
+        device = self.device
+        if device.type == "cuda":
+            have = torch.cuda.get_device_properties(device).total_memory
+        else:
+            try:
+                have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            except (ValueError, OSError, AttributeError):  # not every platform says
+                return
+        if need > have:
+            raise ValueError(
+                f"n={n} samples of {c}x{s}x{s} need {need / 2**30:,.1f} GiB for the images alone, more than the "
+                f"{have / 2**30:,.1f} GiB of {device.type} memory: draw them in batches "
+                "(`bavae sample --format npz` streams any number to a file)"
+            )
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, n_samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
         """Samples of q(z|x): shape (N, latent_dim), or (N, n_samples, latent_dim) when n_samples > 1."""
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-        return self.encoder(self.check_images(x), n_samples=n_samples, generator=generator)
+        check_count("n_samples", n_samples)
+        x = self.check_images(x)
+        return self.encoder(x, n_samples=n_samples, generator=check_generator(generator, self.device))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images G(z) in [0, 1], shape (N, C, H, W)."""
-        return self.decoder(self.check_codes(z), generator=generator)
+        z = self.check_codes(z)
+        return self.decoder(z, generator=check_generator(generator, self.device))
 
     # ---- latent samplers ----
     @property
@@ -224,8 +317,9 @@ class BAVAE(
     def sample_codes(self, n: int, sampler: str = "auto", generator: torch.Generator | None = None) -> torch.Tensor:
         """n codes to decode: from the prior p(z) (``"prior"``), the fitted mixture (``"gmm"``), or ``"auto"``
         (:attr:`default_sampler`)."""
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        if not _is_int(n) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
+        generator = check_generator(generator, self.device)
         kind = self.default_sampler if sampler == "auto" else sampler
         if kind == "prior":
             return self.prior_sample(n, generator=generator)
@@ -249,21 +343,24 @@ class BAVAE(
     def sample(self, n: int, generator: torch.Generator | None = None, sampler: str = "auto") -> torch.Tensor:
         """n images decoded from codes drawn by ``sampler`` (see :meth:`sample_codes`; by default the fitted
         mixture when the model has one, else the prior). Pass a seeded ``torch.Generator`` for reproducible samples."""
+        if _is_int(n) and n >= 1:
+            self.check_sample_size(n)
         z = self.sample_codes(n, sampler, generator=generator)
         return self.decoder(z, generator=generator)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """G(E(x)): one posterior sample per image, decoded."""
-        return self.decoder(self.encoder(self.check_images(x), generator=generator), generator=generator)
+        x, generator = self.check_images(x), check_generator(generator, self.device)
+        return self.decoder(self.encoder(x, generator=generator), generator=generator)
 
     @torch.no_grad()
     def interpolate(
         self, x1: torch.Tensor, x2: torch.Tensor, steps: int = 8, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Decodings along the straight line between the codes of x1 and x2: shape (N, steps, C, H, W)."""
-        if steps < 2:
-            raise ValueError(f"steps must be >= 2, got {steps}")
+        check_count("steps", steps, 2)
+        generator = check_generator(generator, self.device)
         x1, x2 = self.check_images(x1, "x1"), self.check_images(x2, "x2")
         if x1.shape[0] != x2.shape[0]:
             raise ValueError(f"x1 and x2 must hold as many images; got {x1.shape[0]} and {x2.shape[0]}")
@@ -282,8 +379,8 @@ class BAVAE(
         A lower bound: it is exact only for an optimal critic, and a spectrally normalised critic
         cannot represent very sharp posteriors.
         """
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        check_count("n_samples", n_samples)
+        generator = check_generator(generator, self.device)
         x = self.check_images(x)
         features = self.inference_critic.image_features(x)
         n = x.shape[0]
@@ -417,20 +514,45 @@ class BAVAE(
                     f"sha256 mismatch for {weights_file}: expected {expected_sha256}, got {actual}; "
                     "the file is corrupt or not the published one and was not loaded"
                 )
+        check_weights_header(config, weights_file)  # names and shapes, before a byte of the model is allocated
         model = cls(config)
         try:
             state = load_file(str(weights_file), device=str(map_location))
-        except Exception as e:  # safetensors raises its own error types on a damaged header
-            raise WeightsError(f"{weights_file} is not a readable safetensors file: {e}") from None
-        expected = model.state_dict()
-        missing, unexpected = set(expected) - set(state), set(state) - set(expected)
-        wrong_shape = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-        if missing or unexpected or wrong_shape:
-            raise WeightsError(
-                f"{weights_file} does not match the config ({config.arch}, {config.image_size}px, "
-                f"width {config.width}, latent {config.latent_dim}): {len(missing)} missing, "
-                f"{len(unexpected)} unexpected and {len(wrong_shape)} wrongly shaped tensors"
-                + (f" (e.g. {wrong_shape[0]})" if wrong_shape else "")
-            )
+        except Exception as e:  # safetensors raises its own error types on a damaged file
+            raise WeightsError(f"{weights_file} is not a readable safetensors file: {_one_line(e)}") from None
         model.load_state_dict(state)
         return model.to(map_location).eval()
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def check_weights_header(config: BAVAEConfig, weights_file: str | os.PathLike) -> None:
+    """Compare a safetensors file's header (tensor names and shapes; no tensor is read) with the model ``config``
+    would build, built on the meta device (no memory): a WeightsError names the first tensor that differs."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights_file), framework="pt") as f:
+            header = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types on a damaged header
+        raise WeightsError(f"{weights_file} is not a readable safetensors file: {_one_line(e)}") from None
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in BAVAE(config).state_dict().items()}
+    differ = [k for k in expected if header.get(k) != expected[k]] + [k for k in header if k not in expected]
+    if not differ:
+        return
+    k = differ[0]
+    if k not in header:
+        first = f"{k} {list(expected[k])} is not in the file"
+    elif k not in expected:
+        first = f"the file has {k} {list(header[k])}, which the config's model does not"
+    else:
+        first = f"{k} is {list(header[k])} in the file but {list(expected[k])} for the config"
+    raise WeightsError(
+        f"{weights_file} does not match its config ({config.arch}, {config.image_size}px, {config.channels} "
+        f"channel(s), width {config.width}, latent {config.latent_dim}): {first}"
+        + (f" ({len(differ)} tensors differ)" if len(differ) > 1 else "")
+        + "; the config and the weights come from different models"
+    )

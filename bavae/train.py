@@ -18,9 +18,11 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shlex
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,19 @@ class TrainConfig:
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# The options that shape the model: with --init or --resume the model's own config decides them.
+MODEL_OPTIONS = (
+    "arch",
+    "image_size",
+    "channels",
+    "latent_dim",
+    "posterior_noise_dim",
+    "decoder_noise_dim",
+    "width",
+    "critic_width",
+    "shared_critic_trunk",
+    "objective",
+)
 
 
 class TrainingError(RuntimeError):
@@ -366,7 +381,7 @@ def train(cfg: TrainConfig) -> Path:
     resuming = state_path.exists()
     torch.manual_seed(cfg.seed + rank)  # each rank draws its own noise; weights come from rank 0 below
 
-    # ---- model: from a checkpoint (resume), a pretrained model (fine-tune), or scratch ----
+    # ---- model config: from a checkpoint (resume), a pretrained model (fine-tune), or scratch ----
     if resuming:
         tensors, meta = load_training_state(state_path)
         model_config = BAVAEConfig.from_dict(meta["model_config"])
@@ -380,26 +395,7 @@ def train(cfg: TrainConfig) -> Path:
                 model_config, objective_weights={**model_config.objective_weights, **cfg.objective_weights}
             )
     else:
-        image_size = cfg.image_size or natural_image_size(cfg.dataset, cfg.arch)
-        model_config = BAVAEConfig(
-            arch=cfg.arch,
-            image_size=image_size,
-            channels=cfg.channels or natural_channels(cfg.dataset),
-            latent_dim=cfg.latent_dim,
-            posterior_noise_dim=cfg.posterior_noise_dim,
-            decoder_noise_dim=cfg.decoder_noise_dim,
-            width=cfg.width,
-            critic_width=cfg.critic_width,
-            shared_critic_trunk=cfg.shared_critic_trunk,
-            objective=cfg.objective,
-            objective_weights=cfg.objective_weights,
-        )
-    model = BAVAE(model_config)
-    if cfg.init and not resuming:
-        model.load_state_dict(init_model.state_dict())
-        del init_model
-    model.to(device).train()
-
+        model_config = fresh_model_config(cfg)
     # ---- data: each rank reads its own strided share of one seeded permutation per epoch ----
     if ddp and not master:  # rank 0 builds first (dsprites writes its cache once), the others wait
         dist.barrier()
@@ -413,6 +409,15 @@ def train(cfg: TrainConfig) -> Path:
     )
     if ddp and master:
         dist.barrier()
+    if len(dataset):
+        dataset[0]  # one picture decoded: a folder whose pictures all fail to decode stops here, in one line
+    # the model after the data: a folder that holds no pictures fails before a model is built (no torch RNG is
+    # drawn by the datasets, so the weights are initialised as before)
+    model = BAVAE(model_config)
+    if cfg.init and not resuming:
+        model.load_state_dict(init_model.state_dict())
+        del init_model
+    model.to(device).train()
     per_rank_batch = cfg.batch_size // world
     if cfg.batch_size % world:
         raise TrainingError(f"--batch-size {cfg.batch_size} must be a multiple of the {world} processes")
@@ -420,9 +425,19 @@ def train(cfg: TrainConfig) -> Path:
         raise TrainingError(f"--batch-size {cfg.batch_size} gives each of the {world} processes fewer than 2 images")
     batches_per_epoch = len(dataset) // cfg.batch_size
     if batches_per_epoch < 1:
-        raise TrainingError(f"the dataset has {len(dataset)} images, fewer than one batch of {cfg.batch_size}")
+        raise TrainingError(
+            f"the dataset has {len(dataset)} images, fewer than one batch of {cfg.batch_size}: "
+            + (f"try --batch-size {_batch_hint(len(dataset), world)}" if len(dataset) >= 2 * world else "add images")
+        )
     # a step takes critic_steps batches (the encoder/decoder reuse the last one)
     total_steps = math.ceil(cfg.epochs * batches_per_epoch / cfg.critic_steps) if cfg.epochs else cfg.steps
+    if master and not resuming:  # what is about to happen, in one line (a run of the default 10,000 steps is long)
+        epochs = total_steps * cfg.critic_steps / batches_per_epoch
+        print(
+            f"bavae train: {total_steps:,} steps of batch {cfg.batch_size} ({epochs:.3g} epochs of "
+            f"{len(dataset):,} images) into {out}; --steps, --epochs or --max-minutes change that",
+            file=sys.stderr,
+        )
 
     def batches(start_step: int):
         """Yield (index, batch) from the first batch of start_step on; the order depends only on (seed, epoch),
@@ -561,7 +576,7 @@ def train(cfg: TrainConfig) -> Path:
                 progress.close()
                 raise TrainingError(
                     f"training diverged {count} times ({why}); giving up. Try a lower --lr / "
-                    f"--critic-lr or a smaller --batch-size; the last good model is in {out}"
+                    f"--critic-lr or a smaller --batch-size"
                 ) from None
             restore(*load_training_state(state_path))
             recoveries, lr_scale = count, min(lr_scale, scale_before) * 0.5
@@ -623,15 +638,27 @@ def train(cfg: TrainConfig) -> Path:
 
 # ------------------------------------------------------------------------------------------------ command line
 def _read_config_file(path: str) -> dict[str, Any]:
-    text = Path(path).read_text(encoding="utf-8")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise TrainingError(f"--config {path} {'is a folder' if p.is_dir() else 'does not exist'}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise TrainingError(f"--config {path} cannot be read: {e}") from None
     if path.endswith((".yaml", ".yml")):
         try:
             import yaml
         except ImportError:
             raise TrainingError("reading a YAML config needs PyYAML (pip install pyyaml), or use JSON") from None
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise TrainingError(f"--config {path} is not valid YAML: {' '.join(str(e).split())}") from None
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise TrainingError(f"--config {path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise TrainingError(f"{path} must hold a mapping of option names to values")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -642,25 +669,178 @@ def _read_config_file(path: str) -> dict[str, Any]:
     return data
 
 
-def _validate(cfg: TrainConfig) -> None:
-    from . import nets
-    from .data import DATASETS
+def _flag(name: str) -> str:
+    return "--objective-weight" if name == "objective_weights" else "--" + name.replace("_", "-")
 
+
+def _batch_hint(n: int, world: int = 1) -> int:
+    """The largest power of two that fits ``n`` images at least once (and 2 per process)."""
+    b = 2 * world
+    while b * 2 <= n:
+        b *= 2
+    return b
+
+
+def _check_options(cfg: TrainConfig) -> None:
+    """Every option's type and range, each failure one line naming the option, the value and what it takes."""
+    from .zoo import SEED_MAX
+
+    def fail(name: str, expected: str) -> None:
+        raise TrainingError(f"{_flag(name)} must be {expected}, got {getattr(cfg, name)!r}")
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_num(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    ints = {  # name: (least, most)
+        "steps": (1, None),
+        "batch_size": (2, None),  # the information terms compare the images of a batch with each other
+        "critic_steps": (1, None),
+        "checkpoint_every": (1, None),
+        "log_every": (1, None),
+        "sample_every": (0, None),  # 0: no sample grids
+        "num_workers": (0, None),
+        "sampler_components": (0, 1024),  # 0: no sampler
+        "max_recoveries": (0, None),
+        "seed": (0, SEED_MAX),
+    }
+    for name, (least, most) in ints.items():
+        v = getattr(cfg, name)
+        if not is_int(v) or v < least or (most is not None and v > most):
+            fail(name, f"an integer from {least}" + (f" to {most}" if most is not None else " up"))
+    if cfg.limit is not None and (not is_int(cfg.limit) or cfg.limit < 1):
+        fail("limit", "a positive integer (the number of images to use)")
+    for name in ("epochs", "max_minutes"):
+        v = getattr(cfg, name)
+        if v is not None and (not is_num(v) or v <= 0):
+            fail(name, "a finite number > 0")
+    for name in ("lr", "critic_lr", "max_critic_value"):
+        v = getattr(cfg, name)
+        if not is_num(v) or v <= 0:
+            fail(name, "a finite number > 0")
+    for name in ("beta1", "beta2", "ema_decay"):
+        v = getattr(cfg, name)
+        if not is_num(v) or not 0 <= v < 1:
+            fail(name, "a number in [0, 1)")
+    for name in ("compile",):
+        if not isinstance(getattr(cfg, name), bool):
+            fail(name, "true or false")
+    for name in ("out", "dataset", "device", "precision"):
+        if not isinstance(getattr(cfg, name), str):
+            fail(name, "a string")
+    for name in ("data_dir", "init"):
+        if getattr(cfg, name) is not None and not isinstance(getattr(cfg, name), str):
+            fail(name, "a string")
+    if not isinstance(cfg.objective_weights, dict):
+        fail("objective_weights", "a mapping of weight names to numbers")
+    if cfg.precision not in PRECISIONS:
+        fail("precision", f"one of {', '.join(PRECISIONS)}")
+    if cfg.device not in DEVICES:
+        fail("device", f"one of {', '.join(DEVICES)}")
+
+
+def _init_config(init: str) -> dict[str, Any] | None:
+    """The config of the --init model when it can be had without loading it (a zoo record, a folder's config.json)."""
+    from .zoo import model_info, model_source
+
+    kind, name = model_source(init)  # a missing folder, a mistyped zoo name: refused here, with no Hub call
+    if kind == "zoo":
+        return model_info(name).config
+    config_file = Path(name).expanduser() / "config.json"
+    if kind == "folder" and config_file.is_file():
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return config if isinstance(config, dict) else None
+    return None
+
+
+def _validate(cfg: TrainConfig, given: frozenset[str] = frozenset()) -> None:
+    """All of `bavae train`'s checks, before any data is scanned, model built or folder written: each option's type
+    and range, the combinations (model options with --init or --resume), the data, the device, --init, --out.
+    ``given``: the options the user set (command line or --config file), to refuse the ones --init would ignore."""
+    from .data import DATASETS, DataError, check_dataset_fits
+    from .files import OutputError, check_output_folder
+    from .zoo import resolve_device
+
+    _check_options(cfg)
+    for name in MODEL_OPTIONS:  # (with --resume they are refused before the run's state is read)
+        if name in given and cfg.init:
+            raise TrainingError(
+                f"{_flag(name)} cannot be combined with --init: --init {cfg.init} keeps that model's own config; "
+                f"drop {_flag(name)}"
+            )
     if cfg.dataset not in DATASETS:
         raise TrainingError(f"--dataset must be one of {list(DATASETS)}, got {cfg.dataset!r}")
     if cfg.dataset in ("celeba", "folder") and not cfg.data_dir:
         raise TrainingError(f"--dataset {cfg.dataset} needs --data-dir (the folder of images)")
-    if cfg.data_dir and cfg.dataset != "dsprites" and not Path(cfg.data_dir).exists():  # dsprites: a cache dir
-        raise TrainingError(f"--data-dir {cfg.data_dir} does not exist")
-    if cfg.device not in DEVICES:
-        raise TrainingError(f"--device must be one of {DEVICES}, got {cfg.device!r}")
-    if not cfg.init:
-        arch = nets.get_architecture(cfg.arch)
-        size = cfg.image_size or natural_image_size(cfg.dataset, cfg.arch)
-        arch.check(size, cfg.channels or natural_channels(cfg.dataset))
-    for name in ("steps", "batch_size", "critic_steps", "checkpoint_every", "log_every"):
-        if getattr(cfg, name) < 1:
-            raise TrainingError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.data_dir:
+        d = Path(cfg.data_dir).expanduser()
+        if cfg.dataset != "dsprites" and not d.exists():  # dsprites: a cache dir, made if missing
+            raise TrainingError(f"--data-dir {cfg.data_dir} does not exist")
+        if d.exists() and not d.is_dir():
+            raise TrainingError(f"--data-dir {cfg.data_dir} is a file, not a folder")
+    if cfg.init:
+        config = _init_config(cfg.init)
+        size, channels = (config.get("image_size"), config.get("channels")) if config else (None, None)
+    else:
+        try:  # the model this run would build: every model option's type and range (BAVAEConfig's own checks)
+            fresh_model_config(cfg)
+        except ValueError as e:
+            raise TrainingError(re.sub(r"config\.(\w+)", lambda m: _flag(m.group(1)), str(e))) from None
+        size, channels = (
+            cfg.image_size or natural_image_size(cfg.dataset, cfg.arch),
+            cfg.channels or natural_channels(cfg.dataset),
+        )
+    if isinstance(size, int) and isinstance(channels, int):
+        try:
+            check_dataset_fits(cfg.dataset, size, channels)
+        except DataError as e:
+            raise TrainingError(f"--dataset {cfg.dataset}: {e}") from None
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if cfg.batch_size % world or cfg.batch_size // world < 2:
+        raise TrainingError(
+            f"--batch-size {cfg.batch_size} must be a multiple of the {world} processes, with at least 2 images each"
+        )
+    if cfg.limit is not None and cfg.limit < cfg.batch_size:
+        raise TrainingError(
+            f"--limit {cfg.limit} is fewer images than one batch of {cfg.batch_size}: "
+            + (f"try --batch-size {_batch_hint(cfg.limit, world)}" if cfg.limit >= 2 * world else "raise --limit")
+        )
+    if not cfg.out:
+        raise TrainingError("--out is empty: give the folder to write the run to, e.g. --out runs/mine")
+    try:
+        check_output_folder(cfg.out, "--out")
+    except OutputError as e:
+        raise TrainingError(str(e)) from None
+    try:
+        device = resolve_device(cfg.device)
+    except ValueError as e:
+        raise TrainingError(f"--device {cfg.device}: {e}") from None
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise TrainingError(f"--precision fp16 needs CUDA (this run is on {device.type}); on the CPU use bf16")
+
+
+def fresh_model_config(cfg: TrainConfig):
+    """The BAVAEConfig a fresh run (no --init, no --resume) builds from its options."""
+    from .model import BAVAEConfig
+
+    return BAVAEConfig(
+        arch=cfg.arch,
+        image_size=cfg.image_size or natural_image_size(cfg.dataset, cfg.arch),
+        channels=cfg.channels or natural_channels(cfg.dataset),
+        latent_dim=cfg.latent_dim,
+        posterior_noise_dim=cfg.posterior_noise_dim,
+        decoder_noise_dim=cfg.decoder_noise_dim,
+        width=cfg.width,
+        critic_width=cfg.critic_width,
+        shared_critic_trunk=cfg.shared_critic_trunk,
+        objective=cfg.objective,
+        objective_weights=cfg.objective_weights,
+    )
 
 
 @click.command("train", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -739,46 +919,130 @@ def train_command(
 ) -> None:
     """Train (or resume, or fine-tune) a Biadversarial VAE."""
     try:
-        values: dict[str, Any] = {}
-        if resume:
-            state = Path(resume) / STATE_NAME
-            if not state.exists():
-                raise TrainingError(f"--resume {resume}: no {STATE_NAME} there (is it a bavae train --out folder?)")
-            values.update(load_training_state(state)[1]["train_config"])
-            values["out"] = resume
-        if config_file:
-            values.update(_read_config_file(config_file))
-        explicit = {
-            k: v
-            for k, v in options.items()
-            if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)
-        }
-        if resume is None:  # defaults fill in what neither the file nor the command line said
-            values = {**{k: v for k, v in options.items()}, **values}
-        values.update(explicit)
-        if resume is None and (Path(values["out"]) / STATE_NAME).exists():  # never continue or clobber silently
-            raise TrainingError(
-                f"--out {values['out']} already holds a training run: continue it with "
-                f"`bavae train --resume {values['out']}`, or choose another --out"
-            )
-        if objective_weights:
-            weights = dict(values.get("objective_weights") or {})
-            for item in objective_weights:
-                name, _, value = item.partition("=")
-                try:
-                    weights[name.strip()] = float(value)
-                except ValueError:
-                    raise TrainingError(f"--objective-weight expects NAME=NUMBER, got {item!r}") from None
-            values["objective_weights"] = weights
-        cfg = TrainConfig(**values)
-        _validate(cfg)
-        out = train(cfg)
-    except (TrainingError, ValueError, FileNotFoundError) as e:
+        cfg = _command_config(ctx, config_file, resume, objective_weights, options)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # one line each, above the progress bar, not Python's two
+            out = _run(cfg)
+    except (TrainingError, ValueError, OSError) as e:
         if os.environ.get("BAVAE_DEBUG"):
             raise
-        click.echo(f"bavae train: error: {e}", err=True)
+        click.echo(f"bavae train: error: {' '.join(str(e).split()) or type(e).__name__}", err=True)
         ctx.exit(2)
     click.echo(f"saved the model to {out} (load it with bavae.load({str(out)!r}))")
+
+
+def _command_config(
+    ctx: click.Context, config_file: str | None, resume: str | None, objective_weights: tuple[str, ...], options: dict
+) -> TrainConfig:
+    """The run's TrainConfig from the command line, the --config file and the resumed run, checked (_validate)."""
+    values: dict[str, Any] = {}
+    explicit = {
+        k: v
+        for k, v in options.items()
+        if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)
+    }
+    given = set(explicit) | ({"objective_weights"} if objective_weights else set())
+    if config_file:
+        from_file = _read_config_file(config_file)
+        given |= set(from_file)
+    if resume:
+        for name in MODEL_OPTIONS:  # before the state is read: the refusal does not depend on it
+            if name in given:
+                raise TrainingError(
+                    f"{_flag(name)} cannot be combined with --resume: --resume {resume} continues with the run's "
+                    f"own model; drop {_flag(name)}"
+                )
+        folder = Path(resume).expanduser()
+        if not folder.is_dir():
+            raise TrainingError(f"--resume {resume} {'is a file' if folder.exists() else 'does not exist'}")
+        state = folder / STATE_NAME
+        if not state.is_file():
+            raise TrainingError(f"--resume {resume}: no {STATE_NAME} there (is it a bavae train --out folder?)")
+        values.update(load_training_state(state)[1]["train_config"])
+        values["out"] = resume
+    if config_file:
+        values.update(from_file)
+    if resume is None:  # defaults fill in what neither the file nor the command line said
+        values = {**options, **values}
+    values.update(explicit)
+    if objective_weights:
+        weights = dict(values.get("objective_weights") or {})
+        for item in objective_weights:
+            name, _, value = item.partition("=")
+            try:
+                weights[name.strip()] = float(value)
+            except ValueError:
+                raise TrainingError(f"--objective-weight expects NAME=NUMBER, got {item!r}") from None
+            if not name.strip():
+                raise TrainingError(f"--objective-weight expects NAME=NUMBER, got {item!r}")
+        values["objective_weights"] = weights
+    cfg = TrainConfig(**values)
+    _validate(cfg, frozenset(given))
+    if cfg.init:  # the model's own config decides these: record none of them (train_config.json, the card's command)
+        for name in MODEL_OPTIONS:
+            setattr(cfg, name, None)
+    if resume is None and (Path(cfg.out) / STATE_NAME).exists():  # never continue or clobber silently
+        raise TrainingError(
+            f"--out {cfg.out} already holds a training run: continue it with `bavae train --resume {cfg.out}`, "
+            "or choose another --out"
+        )
+    return cfg
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings during `bavae train` as one line each, written above the progress bar (tqdm.write)."""
+    from tqdm.auto import tqdm
+
+    what = "" if issubclass(category, UserWarning) and category is UserWarning else f"{category.__name__}: "
+    tqdm.write(f"bavae train: {what}{' '.join(str(message).split())}", file=sys.stderr)
+
+
+def _saved_step(state_path: Path) -> int | None:
+    """The step of a run's training state (from its metadata alone), or None when there is none to read."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(state_path), framework="pt") as f:
+            return int(json.loads(f.metadata()["bavae_training_state"])["step"])
+    except Exception:
+        return None
+
+
+def _run(cfg: TrainConfig) -> Path:
+    """train(cfg); if it fails, leave no run folder behind unless it saved a checkpoint worth resuming (past step 0),
+    and say which: what this invocation created is removed, nothing that was there before is touched."""
+    import shutil
+
+    out = Path(cfg.out)
+    existed = out.exists()
+    before = set(out.iterdir()) if out.is_dir() else set()
+    state_before = _saved_step(out / STATE_NAME)
+    try:
+        return train(cfg)
+    except BaseException as e:
+        if int(os.environ.get("RANK", 0)) != 0:  # rank 0 owns the folder
+            raise
+        step = _saved_step(out / STATE_NAME)
+        if step and (state_before is None or step > state_before):
+            hint = f"the run is saved at step {step}: continue it with `bavae train --resume {out}`"
+        elif state_before:
+            hint = f"the run is still saved at step {state_before}: continue it with `bavae train --resume {out}`"
+        else:
+            hint = None
+            if not existed:
+                shutil.rmtree(out, ignore_errors=True)
+            elif out.is_dir():
+                for p in set(out.iterdir()) - before:
+                    if p.is_dir() and not p.is_symlink():
+                        shutil.rmtree(p, ignore_errors=True)
+                    else:
+                        p.unlink(missing_ok=True)
+        if hint is None:
+            raise
+        if isinstance(e, (TrainingError, ValueError, OSError)):
+            raise TrainingError(f"{' '.join(str(e).split()) or type(e).__name__}; {hint}") from e
+        print(f"bavae train: {hint}", file=sys.stderr)  # Ctrl-C and the like: say where the run is, then stop
+        raise
 
 
 def train_command_line(train_config: dict[str, Any]) -> str:

@@ -9,7 +9,10 @@
 Records are data (timm's pretrained cfgs): repo, revision, the sha256 of ``model.safetensors``, the config,
 dataset, metrics, license and the exact ``bavae train`` command that made the weights.
 
-Where :func:`load` looks, in order:
+Where :func:`load` looks, in order (:func:`model_source` decides, before anything loads):
+  0. a name that must be a local path -- it starts with ``.``, ``/``, ``~`` (or a drive or ``\\`` on Windows), or
+     its parent folder exists, as ``runs/mine`` does once ``runs/`` does -- is that folder or an error ("no model
+     folder ..."), never a Hub repo id; ``hf://USER/NAME`` forces the Hub for a repo id that looks like a folder;
   1. an existing local folder (``config.json`` + ``model.safetensors``);
   2. a zoo record's weights bundled in the installed package (``bavae/weights/<name>/``; the environment
      variable ``BAVAE_WEIGHTS_DIR`` points this at another folder of ``<name>/`` subfolders, for tests);
@@ -51,6 +54,9 @@ if TYPE_CHECKING:  # torch and the Hub client load on first use: `bavae list` st
 DEFAULT_MODEL = "bavae-fashionmnist32"
 WEIGHTS_DIR_ENV = "BAVAE_WEIGHTS_DIR"
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+HUB_PREFIX = "hf://"  # hf://USER/NAME: the Hub, even where USER/ is also a local folder
+SEED_MAX = 2**32 - 1  # seeds reach numpy and scikit-learn too, which take 0 <= seed < 2**32
+DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
 
 
 class UnknownModelError(ValueError):
@@ -97,7 +103,9 @@ def _natural_key(name: str) -> list:
 
 def list_models(pattern: str | Iterable[str] = "*") -> list[str]:
     """Names of the pretrained models matching an fnmatch pattern (or any of several), sorted naturally."""
-    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern) if isinstance(pattern, (list, tuple)) else None
+    if patterns is None or not all(isinstance(p, str) for p in patterns):
+        raise TypeError(f"pattern must be an fnmatch pattern (a str) or a list of them, got {pattern!r}")
     names = {n for n in _MODELS for p in patterns if fnmatch.fnmatch(n, p)}
     return sorted(names, key=_natural_key)
 
@@ -109,6 +117,8 @@ def _unknown(name: str) -> UnknownModelError:
 
 
 def model_info(name: str) -> ModelRecord:
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a str (see `bavae list`), got {name!r}")
     try:
         return _MODELS[name]
     except KeyError:
@@ -131,8 +141,30 @@ def publish_command(record: ModelRecord) -> str:
     return f"bavae push {out} --repo-id USER/{record.name}"
 
 
-# ------------------------------------------------------------------------------------------------ loading
+# ------------------------------------------------------------------------------------------------ devices
+_DEVICE = re.compile(r"(auto|cpu|cuda|mps)(:(\d+))?")
+
+
+def check_device(device: Any) -> None:
+    """The form of a device, without torch: None, "auto", "cpu", "cuda", "cuda:N", "mps", or a torch.device.
+    ValueError (TypeError for a non-string) naming the value and what was expected."""
+    if device is None or type(device).__name__ == "device":  # a torch.device: torch has checked its form
+        return
+    if not isinstance(device, str):
+        raise TypeError(f"device must be one of {DEVICE_HELP} (a str) or a torch.device, got {device!r}")
+    m = _DEVICE.fullmatch(device)
+    if not m:
+        raise ValueError(f"device {device!r} is not one of {DEVICE_HELP}")
+    kind, index = m.group(1), m.group(3)
+    if index is not None and kind in ("auto", "cpu", "mps") and int(index) != 0:
+        raise ValueError(f"device {device!r}: there is one {kind} device; use {kind!r}")
+    if index is not None and kind == "auto":
+        raise ValueError(f"device {device!r}: 'auto' takes no index")
+
+
 def resolve_device(device: Any = None) -> torch.device:
+    """The torch.device for ``device`` (None/"auto": cuda if available, else cpu), checked against this machine."""
+    check_device(device)
     import torch
 
     if device is None or device == "auto":
@@ -140,9 +172,72 @@ def resolve_device(device: Any = None) -> torch.device:
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} was asked for, but torch sees no CUDA device")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ValueError(
+            f"device {str(device)!r} was asked for, but torch sees {n} CUDA device(s): cuda:0 to cuda:{n - 1}"
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {str(device)!r} was asked for, but torch sees no MPS device")
+    if device.type == "cpu" and device.index not in (None, 0):
+        raise ValueError(f"device {str(device)!r}: there is one cpu device; use 'cpu'")
     return device
+
+
+# ------------------------------------------------------------------------------------------------ loading
+def _looks_like_path(name: str) -> bool:
+    """Whether ``name`` must be a local path: it starts with ., /, ~ (or a drive, or \\), or its parent folder
+    exists (``runs/mine`` once ``runs/`` does). Such a name is never sent to the Hub."""
+    if name.startswith((".", "/", "~", "\\")) or (os.altsep and os.altsep in name) or re.match(r"[A-Za-z]:[\\/]", name):
+        return True
+    if os.sep != "/" and os.sep in name:
+        return True
+    parent = Path(name).expanduser().parent
+    return parent != Path(".") and parent.is_dir()
+
+
+def model_source(name_or_path: Any) -> tuple[str, str]:
+    """Where :func:`load` would look for ``name_or_path``, decided without loading anything: ``("folder", path)``,
+    ``("zoo", name)`` or ``("hub", repo_id)``. Raises UnknownModelError (TypeError for a non-string) naming the
+    value and why it is none of them: a missing folder is reported at once, without a Hub call."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(
+            f"model must be a zoo name (see `bavae list`), a model folder or a Hub repo id, got {name_or_path!r}"
+        )
+    name = os.fspath(name_or_path)
+    if not isinstance(name, str):
+        raise TypeError(f"model must be given as a str path, got {name!r}")
+    if not name.strip():
+        raise UnknownModelError(
+            "the model name is empty: give a zoo name (see `bavae list`), a folder or a Hub repo id"
+        )
+    if name.startswith(HUB_PREFIX):
+        repo_id = name[len(HUB_PREFIX) :]
+        if not _REPO_ID.fullmatch(repo_id) or "--" in repo_id or ".." in repo_id:
+            raise UnknownModelError(f"{name}: {repo_id!r} is not a Hub repo id (USER/NAME)")
+        return "hub", repo_id
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        return "folder", name
+    if folder.exists():
+        raise UnknownModelError(f"{name} is a file, not a model folder (expected {CONFIG_NAME} + {WEIGHTS_NAME})")
+    if name in _MODELS:
+        return "zoo", name
+    if _looks_like_path(name):
+        parent = folder.parent
+        why = "it does not exist" if parent.is_dir() else f"{parent} does not exist either"
+        rule = (
+            f" ({parent}{os.sep} exists, so this is read as a local path; for the Hub repo write {HUB_PREFIX}{name})"
+            if parent.is_dir()
+            and parent != Path(".")
+            and _REPO_ID.fullmatch(name)
+            and not name.startswith((".", "/", "~"))
+            else ""
+        )
+        raise UnknownModelError(f"no model folder {name}: {why}{rule}")
+    if not _REPO_ID.fullmatch(name) or "--" in name or ".." in name:
+        raise _unknown(name)
+    return "hub", name
 
 
 def load(
@@ -159,21 +254,20 @@ def load(
     or a Hub repo id. ``revision`` (branch, tag or commit) overrides a zoo record's pinned revision; its weights
     are then checked against the Hub's hash instead of the record's.
     """
-    name = os.fspath(name_or_path)
+    kind, name = model_source(name_or_path)
+    check_device(device)
     hub = dict(token=token, cache_dir=cache_dir)
-    folder = Path(name).expanduser()
-    if folder.is_dir():
-        config, weights = folder_files(folder)
+    if kind == "folder":
+        config, weights = folder_files(Path(name).expanduser())
         return _build(config, weights, None, device)
-    if name in _MODELS:
+    if kind == "zoo":
         return _load_record(_MODELS[name], revision, device, hub)
-    if not _REPO_ID.fullmatch(name) or name.startswith((".", "~")) or "--" in name or ".." in name:
-        if folder.exists():
-            raise UnknownModelError(f"{name} is a file, not a model folder (expected {CONFIG_NAME} + {WEIGHTS_NAME})")
-        if name.startswith((".", "~", os.sep)) or os.sep in name:
-            raise UnknownModelError(f"no model folder {name} (and it is neither a zoo name nor a Hub repo id)")
-        raise _unknown(name)
-    config, weights = fetch_model_files(name, revision, None, None, cache_first=False, **hub)
+    try:
+        config, weights = fetch_model_files(name, revision, None, None, cache_first=False, **hub)
+    except WeightsUnavailableError as e:
+        if os.fspath(name_or_path).startswith(HUB_PREFIX):
+            raise
+        raise WeightsUnavailableError(f"{e} (nor is there a local folder {name})") from None
     return _build(config, weights, None, device)
 
 
@@ -478,6 +572,8 @@ __all__ = [
     "zoo_table",
     "bundled_root",
     "resolve_device",
+    "check_device",
+    "model_source",
     "UnknownModelError",
     "WeightsUnavailableError",
     "DEFAULT_MODEL",

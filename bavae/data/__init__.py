@@ -40,6 +40,8 @@ from .folder import ImageFolder
 
 __all__ = [
     "DATASETS",
+    "IMAGE_SIZES",
+    "check_dataset_fits",
     "DataError",
     "build_dataset",
     "make_loader",
@@ -63,6 +65,23 @@ __all__ = [
 ]
 
 DATASETS = ("fashion-mnist", "dsprites", "celeba", "folder")
+IMAGE_SIZES = {"fashion-mnist": (28, 32), "dsprites": (64,), "celeba": (64, 128)}  # folder: any size
+
+
+def check_dataset_fits(name: str, image_size: int, channels: int) -> None:
+    """Whether a dataset can feed a model of ``image_size`` and ``channels``, decided from the names alone (before
+    any model loads or file is scanned): one DataError naming both sizes otherwise."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    sizes = IMAGE_SIZES.get(name)
+    if sizes is not None and image_size not in sizes:
+        have = " or ".join(f"{s}x{s}" for s in sizes)
+        raise DataError(
+            f"{name} images are {have}, but the model takes {image_size}x{image_size} images: "
+            f"use a dataset of the model's size"
+        )
+    if channels not in (1, 3):
+        raise DataError(f"{name}: channels must be 1 or 3, got {channels!r}")
 
 
 def build_dataset(

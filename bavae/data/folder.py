@@ -10,27 +10,42 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ..images import IMAGE_SUFFIXES, decode_image, resize_center_crop
+from ..images import IMAGE_SUFFIXES, ImageError, decode_image, open_image, resize_center_crop
 from ._common import DataError, _apply_limit, _check_channels
 
 
-def _check_image(path: Path) -> bool:
-    """Cheap readability check: header + PIL's verify (full CRC walk for PNG)."""
-    from PIL import Image
-
+def _check_image(path: Path) -> str | None:
+    """Cheap readability check: header + PIL's verify (full CRC walk for PNG). None if fine, else why not."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.verify()
-        return True
+        return None
+    except ImageError as e:
+        return "too large" if "decompression bombs" in str(e) else "unreadable"
     except Exception:  # PIL raises many types (UnidentifiedImageError, SyntaxError, struct.error...)
-        return False
+        return "unreadable"
+
+
+def _scan_summary(root: Path, n_files: int, skipped: dict[str, list[Path]]) -> str | None:
+    """One line: "skipped 2 of 18 files: 1 unreadable (broken.jpg), 1 not an image (notes.txt)"."""
+    n_skipped = sum(len(v) for v in skipped.values())
+    if not n_skipped:
+        return None
+
+    def names(paths: list[Path]) -> str:
+        shown = ", ".join(str(p.relative_to(root)) for p in paths[:3])
+        return shown + (f", ... {len(paths) - 3} more" if len(paths) > 3 else "")
+
+    parts = [f"{len(v)} {why} ({names(v)})" for why, v in skipped.items() if v]
+    return f"skipped {n_skipped} of {n_files} files: {', '.join(parts)}"
 
 
 class ImageFolder(Dataset):
     """Every readable image under a folder (recursive, sorted). Short side -> image_size, centre crop.
 
     If ``root/<split>`` is a folder it is used; otherwise split 'train' takes the whole tree.
-    Unreadable files are skipped at construction with one warning; non-image extensions are ignored.
+    Unreadable files and files that are not pictures are skipped at construction, with one warning that counts
+    them (``summary``, one line; None when nothing was skipped).
     """
 
     def __init__(
@@ -58,34 +73,38 @@ class ImageFolder(Dataset):
                 f"folder: split {split!r} needs a subfolder {root / split}; "
                 f"without one only 'train' (the whole tree) is available"
             )
-        candidates = []
+        candidates, others = [], []
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            candidates += [
-                Path(dirpath) / f
-                for f in sorted(filenames)
-                if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES
-            ]
+            for f in sorted(filenames):
+                if not f.startswith("."):
+                    is_image = os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES
+                    (candidates if is_image else others).append(Path(dirpath) / f)
         n_keep = _apply_limit(len(candidates), limit)
-        files, bad = [], []
+        files: list[Path] = []
+        skipped: dict[str, list[Path]] = {"unreadable": [], "too large": [], "not an image": others}
+        checked = 0
         for p in candidates:
             if len(files) >= n_keep:
                 break  # with a limit, don't verify files that will not be used
-            (files if _check_image(p) else bad).append(p)
-        if bad:
-            msg = (
-                f"skipped {len(bad)} unreadable file{'s' if len(bad) != 1 else ''} in {root} "
-                f"(e.g. {bad[0].relative_to(root)})"
-            )
-            warnings.warn(msg, stacklevel=3)
+            checked += 1
+            why = _check_image(p)
+            if why is None:
+                files.append(p)
+            else:
+                skipped[why].append(p)
+        # One line for the whole scan (the files checked and the non-image files found); bavae train prints it.
+        self.summary = _scan_summary(root, checked + len(others), skipped)
         if not files and (limit is None or limit > 0):
-            found = f"{len(bad)} unreadable" if bad else "no"
-            raise DataError(
-                f"folder: {found} image files in {root} (searched recursively for {', '.join(sorted(IMAGE_SUFFIXES))})"
-            )
+            found = self.summary or f"searched recursively for {', '.join(sorted(IMAGE_SUFFIXES))}"
+            raise DataError(f"folder: no image files to train on in {root} ({found})")
+        if self.summary:
+            warnings.warn(f"folder {root}: {self.summary}", stacklevel=3)
+        bad = skipped["unreadable"] + skipped["too large"]
         self.root = root
         self.files = files
         self.skipped = bad
+        self._reported: set[Path] = set()
         self.image_size = image_size
         self.channels = channels
         self.split = split
@@ -98,12 +117,23 @@ class ImageFolder(Dataset):
         return resize_center_crop(decode_image(self.files[i], self.channels, self.image_size), self.image_size)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        # verify() misses some damage (e.g. a truncated JPEG body): rather than kill a long run,
-        # warn and serve the next image.
+        # verify() misses some damage (e.g. a truncated JPEG body): rather than kill a long run, warn (once per
+        # file) and serve the next image; if none decodes, one error says so.
+        failed: list[tuple[Path, Exception]] = []
         for k in range(len(self.files)):
             j = (i + k) % len(self.files)
             try:
-                return self._load(j)
+                x = self._load(j)
             except Exception as e:
-                warnings.warn(f"folder: cannot decode {self.files[j]} ({e}); using the next image", stacklevel=2)
-        raise DataError(f"folder: no image in {self.root} could be decoded")
+                failed.append((self.files[j], e))
+                continue
+            for path, e in failed:
+                if path not in self._reported:
+                    self._reported.add(path)
+                    warnings.warn(f"folder: cannot decode {path} ({e}); using the next image", stacklevel=2)
+            return x
+        path, e = failed[0]
+        raise DataError(
+            f"folder: none of the {len(self.files)} pictures in {self.root} could be decoded "
+            f"(e.g. {path.relative_to(self.root)}: {' '.join(str(e).split())})"
+        )

@@ -135,11 +135,11 @@ def _check_model(model: str, device: str = "auto") -> None:
     """The model reference and the device, checked by their form before anything loads (no torch, no Hub)."""
     from .zoo import check_device, model_source
 
-    model_source(model)
     try:
         check_device(device)
     except ValueError as e:
         raise _usage(f"--device: {e}") from None
+    model_source(model)
 
 
 def _load(model: str, device: str):
@@ -330,7 +330,6 @@ def sample_command(
             f"(-o {path.with_suffix('.npz').name} or --format npz), which takes any number",
             param_hint="'-n'",
         )
-    _check_model(model, device)
     m = _load(model, device)
     g = _generator(seed, m.device)
     if fmt == "npz":
@@ -369,7 +368,6 @@ def reconstruct_command(
     holds `images` (the reconstructions), `inputs` and `files`.
     """
     path, fmt = _output(out, fmt)
-    _check_model(model, device)
     files = _image_files(images)
     m = _load(model, device)
     x = _read(m, files)
@@ -395,7 +393,6 @@ def interpolate_command(
     A, the decodings, then B in one row.
     """
     path, fmt = _output(out, fmt)
-    _check_model(model, device)
     files = _image_files((image_a, image_b))
     if len(files) != 2:
         raise _usage("interpolate takes two picture files, IMAGE_A and IMAGE_B (not folders)")
@@ -421,7 +418,6 @@ def encode_command(images: tuple[str, ...], model: str, out: str, seed: int | No
     `model`.
     """
     path, _ = _output(out, None, ("npz",))
-    _check_model(model, device)
     files = _image_files(images)
     m = _load(model, device)
     x = _read(m, files)

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -520,7 +521,10 @@ class BAVAE(
             state = load_file(str(weights_file), device=str(map_location))
         except Exception as e:  # safetensors raises its own error types on a damaged file
             raise WeightsError(f"{weights_file} is not a readable safetensors file: {_one_line(e)}") from None
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:  # what the header check cannot see (spectral norm's vectors): still one line
+            raise WeightsError(f"{weights_file} does not match its config: {_one_line(e)}") from None
         return model.to(map_location).eval()
 
 
@@ -528,9 +532,17 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
+_SN = re.compile(r"^(.*)\.parametrizations\.(\w+)\.(original|0\._u|0\._v)$")  # torch's spectral-norm names
+
+
 def check_weights_header(config: BAVAEConfig, weights_file: str | os.PathLike) -> None:
     """Compare a safetensors file's header (tensor names and shapes; no tensor is read) with the model ``config``
-    would build, built on the meta device (no memory): a WeightsError names the first tensor that differs."""
+    would build, before a byte of that model is allocated: a WeightsError names the first tensor that differs.
+
+    The expected names and shapes come from the model built on the meta device without spectral norm (building
+    spectral norm on the meta device costs seconds of torch's Python decompositions); spectral norm only renames a
+    layer's ``weight`` to ``parametrizations.weight.original`` and adds two small vectors, so the header is read
+    with that renaming undone."""
     from safetensors import safe_open
 
     try:
@@ -538,21 +550,37 @@ def check_weights_header(config: BAVAEConfig, weights_file: str | os.PathLike) -
             header = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types on a damaged header
         raise WeightsError(f"{weights_file} is not a readable safetensors file: {_one_line(e)}") from None
+    plain, normed = {}, False
+    for k, shape in header.items():
+        m = _SN.match(k)
+        if m is None:
+            plain[k] = shape
+        elif m.group(3) == "original":
+            plain[f"{m.group(1)}.{m.group(2)}"] = shape
+            normed = True
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in BAVAE(config).state_dict().items()}
-    differ = [k for k in expected if header.get(k) != expected[k]] + [k for k in header if k not in expected]
-    if not differ:
-        return
-    k = differ[0]
-    if k not in header:
-        first = f"{k} {list(expected[k])} is not in the file"
-    elif k not in expected:
-        first = f"the file has {k} {list(header[k])}, which the config's model does not"
-    else:
-        first = f"{k} is {list(header[k])} in the file but {list(expected[k])} for the config"
-    raise WeightsError(
+        skeleton = BAVAE(dataclasses.replace(config, spectral_norm=False))
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    differ = [k for k in expected if plain.get(k) != expected[k]] + [k for k in plain if k not in expected]
+    where = (
         f"{weights_file} does not match its config ({config.arch}, {config.image_size}px, {config.channels} "
-        f"channel(s), width {config.width}, latent {config.latent_dim}): {first}"
-        + (f" ({len(differ)} tensors differ)" if len(differ) > 1 else "")
-        + "; the config and the weights come from different models"
+        f"channel(s), width {config.width}, latent {config.latent_dim})"
     )
+    if differ:
+        k = differ[0]
+        if k not in plain:
+            first = f"{k} {list(expected[k])} is not in the file"
+        elif k not in expected:
+            first = f"the file has {k} {list(plain[k])}, which the config's model does not"
+        else:
+            first = f"{k} is {list(plain[k])} in the file but {list(expected[k])} for the config"
+        raise WeightsError(
+            f"{where}: {first}"
+            + (f" ({len(differ)} tensors differ)" if len(differ) > 1 else "")
+            + "; the config and the weights come from different models"
+        )
+    if normed != config.spectral_norm:
+        raise WeightsError(
+            f"{where}: the config says spectral_norm {str(config.spectral_norm).lower()}, but the file's critics "
+            f"were saved {'with' if normed else 'without'} it"
+        )

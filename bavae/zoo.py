@@ -251,7 +251,9 @@ def load(
     """A pretrained BAVAE in eval mode on ``device`` (None/"auto": cuda if available, else cpu).
 
     ``name_or_path``: a zoo name (:func:`list_models`), a folder written by ``save_pretrained`` / ``bavae train``,
-    or a Hub repo id. ``revision`` (branch, tag or commit) overrides a zoo record's pinned revision; its weights
+    or a Hub repo id. A name that looks like a path (it starts with ``.``, ``/`` or ``~``, or its parent folder
+    exists, as ``runs/mine`` does once ``runs/`` does) is a local folder and never a repo id: if it does not exist,
+    that is the error, with no Hub call; ``hf://USER/NAME`` always means the Hub (:func:`model_source`). ``revision`` (branch, tag or commit) overrides a zoo record's pinned revision; its weights
     are then checked against the Hub's hash instead of the record's.
     """
     kind, name = model_source(name_or_path)

@@ -164,7 +164,7 @@ def test_folder_with_bad_files_then_finetune(tmp_path):
         str(base),
         *TINY,
     )
-    assert "skipped 1" in proc.stderr  # broken.png is reported once; notes.txt is silently not an image
+    assert "skipped 2 of 14 files: 1 unreadable (broken.png), 1 not an image (notes.txt)" in proc.stderr  # one line
     assert proc.stderr.count("skipped") == 1
 
     # --init: fine-tuning keeps the config and changes the weights
@@ -182,9 +182,7 @@ def test_folder_with_bad_files_then_finetune(tmp_path):
         str(tuned),
         "--batch-size",
         "8",
-        "--width",
-        "16",
-    )  # --width is ignored: the model's config wins
+    )  # (--width here is refused: the model's config wins, see tests/bad_inputs.py)
     assert json.loads((tuned / "config.json").read_text()) == json.loads((base / "config.json").read_text())
     before, after = weights(base), weights(tuned)
     assert before.keys() == after.keys()
@@ -292,7 +290,7 @@ def test_divergence_guard_restores_then_gives_up(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.count("diverged (") == 2 and "learning rates x0.25" in proc.stderr
     assert "diverged 3 times" in proc.stderr and "Traceback" not in proc.stderr
-    assert bavae.load(str(out)).config.arch == "mlp"  # the last good model is still there
+    assert not out.exists()  # it gave up before a checkpoint past step 0: nothing worth resuming is left
     header = (out / "metrics.csv").read_text().splitlines()[0] if (out / "metrics.csv").exists() else ""
     assert "recovery" not in header  # recoveries go to stderr and TensorBoard; the CSV keeps the full columns
 

@@ -142,6 +142,15 @@ def _check_model(model: str, device: str = "auto") -> None:
     model_source(model)
 
 
+def _check_data_dir(dataset: str, data_dir: str | None) -> None:
+    from .data import DataError, check_data_dir  # imports torch: only the commands that read a dataset get here
+
+    try:
+        check_data_dir(dataset, data_dir)
+    except DataError as e:
+        raise _usage(str(e)) from None
+
+
 def _load(model: str, device: str):
     from .zoo import load, resolve_device
 
@@ -525,10 +534,7 @@ def eval_command(
     """
     _check_model(model, device)
     dataset = dataset or _model_dataset(model)
-    if dataset in ("celeba", "folder") and data_dir is None:
-        raise _usage(f"--dataset {dataset} needs --data-dir")
-    if data_dir is not None and dataset != "dsprites" and not Path(data_dir).expanduser().is_dir():
-        raise _usage(f"--data-dir {data_dir} {'is not a folder' if Path(data_dir).exists() else 'does not exist'}")
+    _check_data_dir(dataset, data_dir)
     m = _load(model, device)
     from .eval import EvalSettings, evaluate, format_report
 
@@ -605,10 +611,7 @@ def fit_sampler_command(
         raise _usage(str(e)) from None
     _check_model(model, device)
     dataset = dataset or _model_dataset(model)
-    if dataset in ("celeba", "folder") and data_dir is None:
-        raise _usage(f"--dataset {dataset} needs --data-dir")
-    if data_dir is not None and dataset != "dsprites" and not Path(data_dir).expanduser().is_dir():
-        raise _usage(f"--data-dir {data_dir} {'is not a folder' if Path(data_dir).exists() else 'does not exist'}")
+    _check_data_dir(dataset, data_dir)
     m = _load(model, device)
     from .data import build_dataset
     from .train import fit_latent_sampler

@@ -762,7 +762,7 @@ def _validate(cfg: TrainConfig, given: frozenset[str] = frozenset()) -> None:
     """All of `bavae train`'s checks, before any data is scanned, model built or folder written: each option's type
     and range, the combinations (model options with --init or --resume), the data, the device, --init, --out.
     ``given``: the options the user set (command line or --config file), to refuse the ones --init would ignore."""
-    from .data import DATASETS, DataError, check_dataset_fits
+    from .data import DATASETS, DataError, check_data_dir, check_dataset_fits
     from .files import OutputError, check_output_folder
     from .zoo import resolve_device
 
@@ -775,14 +775,10 @@ def _validate(cfg: TrainConfig, given: frozenset[str] = frozenset()) -> None:
             )
     if cfg.dataset not in DATASETS:
         raise TrainingError(f"--dataset must be one of {list(DATASETS)}, got {cfg.dataset!r}")
-    if cfg.dataset in ("celeba", "folder") and not cfg.data_dir:
-        raise TrainingError(f"--dataset {cfg.dataset} needs --data-dir (the folder of images)")
-    if cfg.data_dir:
-        d = Path(cfg.data_dir).expanduser()
-        if cfg.dataset != "dsprites" and not d.exists():  # dsprites: a cache dir, made if missing
-            raise TrainingError(f"--data-dir {cfg.data_dir} does not exist")
-        if d.exists() and not d.is_dir():
-            raise TrainingError(f"--data-dir {cfg.data_dir} is a file, not a folder")
+    try:
+        check_data_dir(cfg.dataset, cfg.data_dir)
+    except DataError as e:
+        raise TrainingError(str(e)) from None
     if cfg.init:
         config = _init_config(cfg.init)
         size, channels = (config.get("image_size"), config.get("channels")) if config else (None, None)

@@ -18,6 +18,7 @@ One file per dataset (as torchvision's): ``fashion_mnist.py``, ``dsprites.py`` (
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -42,6 +43,7 @@ __all__ = [
     "DATASETS",
     "IMAGE_SIZES",
     "check_dataset_fits",
+    "check_data_dir",
     "DataError",
     "build_dataset",
     "make_loader",
@@ -66,6 +68,20 @@ __all__ = [
 
 DATASETS = ("fashion-mnist", "dsprites", "celeba", "folder")
 IMAGE_SIZES = {"fashion-mnist": (28, 32), "dsprites": (64,), "celeba": (64, 128)}  # folder: any size
+
+
+def check_data_dir(name: str, data_dir: str | os.PathLike | None, flag: str = "--data-dir") -> None:
+    """The data folder a dataset is asked to read, checked before it is scanned: celeba and folder need one; an
+    existing path must be a folder; only dsprites (a cache folder, made when missing) may name one not there yet."""
+    if data_dir is None or data_dir == "":
+        if name in ("celeba", "folder"):
+            raise DataError(f"--dataset {name} needs {flag} (the folder of images)")
+        return
+    d = Path(data_dir).expanduser()
+    if d.exists() and not d.is_dir():
+        raise DataError(f"{flag} {data_dir} is a file, not a folder")
+    if not d.exists() and name != "dsprites":
+        raise DataError(f"{flag} {data_dir} does not exist")
 
 
 def check_dataset_fits(name: str, image_size: int, channels: int) -> None:

@@ -146,9 +146,11 @@ _DEVICE = re.compile(r"(auto|cpu|cuda|mps)(:(\d+))?")
 
 
 def check_device(device: Any) -> None:
-    """The form of a device, without torch: None, "auto", "cpu", "cuda", "cuda:N", "mps", or a torch.device.
+    """The form of a device, without torch: None, "auto", "cpu", "cuda", "cuda:N", "mps", N (cuda:N) or a torch.device.
     ValueError (TypeError for a non-string) naming the value and what was expected."""
     if device is None or type(device).__name__ == "device":  # a torch.device: torch has checked its form
+        return
+    if isinstance(device, int) and not isinstance(device, bool) and device >= 0:  # torch's shorthand for cuda:N
         return
     if not isinstance(device, str):
         raise TypeError(f"device must be one of {DEVICE_HELP} (a str) or a torch.device, got {device!r}")
@@ -156,10 +158,10 @@ def check_device(device: Any) -> None:
     if not m:
         raise ValueError(f"device {device!r} is not one of {DEVICE_HELP}")
     kind, index = m.group(1), m.group(3)
-    if index is not None and kind in ("auto", "cpu", "mps") and int(index) != 0:
-        raise ValueError(f"device {device!r}: there is one {kind} device; use {kind!r}")
     if index is not None and kind == "auto":
         raise ValueError(f"device {device!r}: 'auto' takes no index")
+    if index is not None and kind in ("cpu", "mps") and int(index) != 0:
+        raise ValueError(f"device {device!r}: there is one {kind} device; use {kind!r}")
 
 
 def resolve_device(device: Any = None) -> torch.device:

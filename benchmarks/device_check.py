@@ -88,15 +88,16 @@ def main() -> None:
     p.add_argument("--recipes", default=",".join(RECIPES))
     p.add_argument("--emoji-dir", default="data/emoji", help="the image folder of the emoji64 run")
     p.add_argument("--skip", default="", help="comma-separated phases to skip: speed,tests,train,score")
+    p.add_argument("--work", default=None, help="run folders and logs (default OUT/work)")
     args = p.parse_args()
     out = Path(args.out).resolve()
-    work = out / "work"  # run folders and logs (not sent back: only OUT's top level files are)
+    work = Path(args.work).resolve() if args.work else out / "work"  # run folders and logs
     work.mkdir(parents=True, exist_ok=True)
     skip = set(filter(None, args.skip.split(",")))
     py, dry = sys.executable, args.dry_run
     device = "cpu" if dry else "cuda"
     env = {
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "BAVAE_WEIGHTS_DIR": str(ROOT / "weights"),
         "PYTHONUNBUFFERED": "1",
         "BAVAE_CACHE": str(work / "cache"),

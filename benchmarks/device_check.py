@@ -3,6 +3,8 @@
     python benchmarks/device_check.py --out $OUT                      # on a CUDA machine (about 8 minutes)
     python benchmarks/device_check.py --dry-run --out /tmp/check      # the same code path on the CPU, tiny
 
+bavae must be installed (`pip install -e .`: the classifier of `bavae eval` ships in the package).
+
 Phases, each in its own process (a failure is recorded and the next phase still runs):
  1. environment: torch, CUDA, the GPU;
  2. speed: `benchmarks/train_speed.py` at batch 64 and 256 (fp32 and bf16, BAVAE against the Gaussian VAE),
@@ -97,7 +99,6 @@ def main() -> None:
     py, dry = sys.executable, args.dry_run
     device = "cpu" if dry else "cuda"
     env = {
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "BAVAE_WEIGHTS_DIR": str(ROOT / "weights"),
         "PYTHONUNBUFFERED": "1",
         "BAVAE_CACHE": str(work / "cache"),

@@ -104,7 +104,7 @@ class ObjectiveWeights:
 
 OBJECTIVES: dict[str, ObjectiveWeights] = {
     "paper": ObjectiveWeights(),
-    "informative": ObjectiveWeights(info=1.0, feature=1.0, pixel=1.0, marginal=100.0, prior_fakes=0.5),
+    "informative": ObjectiveWeights(info=1.0, feature=1.0, pixel=1.0, marginal=100.0),
 }
 
 

@@ -33,6 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # name -> `bavae train` options (the dataset's data dir is added by main). Every run gets --max-minutes.
 RECIPES = {
     "fashionmnist32": "--dataset fashion-mnist --arch dcgan".split(),
+    # the default recipe with decoded prior codes among the generative critic's fakes, and with the image-only head
+    "fashionmnist32-prior-fakes": "--dataset fashion-mnist --arch dcgan --objective-weight prior_fakes=0.5".split(),
+    "fashionmnist32-sample": (
+        "--dataset fashion-mnist --arch dcgan --objective-weight prior_fakes=0.5 --objective-weight sample=1"
+    ).split(),
     "fashionmnist32-resnet": "--dataset fashion-mnist --arch resnet --width 32".split(),
     "fashionmnist28-mlp": "--dataset fashion-mnist --arch mlp".split(),
     "dsprites64": "--dataset dsprites --arch dcgan --width 16 --latent-dim 10 --posterior-noise-dim 10".split(),
@@ -244,10 +249,22 @@ def main() -> None:
         )
         save()
 
-    # 6. what comes back
+    # 6. what comes back: the runs packed into as few tar.gz files as fit 15 MB each (the device tool returns 8 files)
+    packed, sizes = [], {}
     for name in runs:
         if (work / name / "model.safetensors").is_file():
-            pack(work / name, out / f"{name}.tar.gz")
+            pack(work / name, work / f"{name}.tar.gz")
+            sizes[name] = (work / f"{name}.tar.gz").stat().st_size
+    bins: list[list[str]] = []
+    for name in sorted(sizes, key=sizes.get, reverse=True):
+        fit = next((b for b in bins if sum(sizes[n] for n in b) + sizes[name] <= 15e6), None)
+        (fit.append(name) if fit is not None else bins.append([name]))
+    for k, names in enumerate(bins):
+        with tarfile.open(out / f"runs-{k}.tar", "w") as tar:
+            for name in names:
+                tar.add(work / f"{name}.tar.gz", arcname=f"{name}.tar.gz")
+        packed.append({"file": f"runs-{k}.tar", "runs": names})
+    results["packed"] = packed
     lines = [f"# device check ({results['environment']['gpu'] or 'CPU dry run'}, torch {torch.__version__})", ""]
     for batch, rows in results.get("phases", {}).get("speed", {}).items():
         if "error" in rows:

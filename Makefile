@@ -13,7 +13,7 @@ $(PY):
 
 $(VENV)/.installed: $(PY) setup.cfg pyproject.toml
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e ".[test,train,docs]"
+	$(PY) -m pip install -q -e ".[test,train,docs,bench]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -51,7 +51,7 @@ class TrainConfig:
     steps: int = 10_000
     epochs: float | None = None  # if set, overrides steps
     max_minutes: float | None = None  # stop (and save) after this much training time in one invocation
-    batch_size: int = 64
+    batch_size: int = 64  # per process: under torchrun a step takes world_size x batch_size images
     lr: float = 2e-4  # encoder + decoder
     critic_lr: float = 2e-4
     beta1: float = 0.5
@@ -378,14 +378,14 @@ def train(cfg: TrainConfig) -> Path:
                                  channels=model_config.channels, split="train", limit=cfg.limit)
     if ddp and master:
         dist.barrier()
-    per_rank_batch = cfg.batch_size // world
-    if cfg.batch_size % world:
-        raise TrainingError(f"--batch-size {cfg.batch_size} must be a multiple of the {world} processes")
-    if per_rank_batch < 2:  # the information and marginal terms compare the images of a batch with each other
-        raise TrainingError(f"--batch-size {cfg.batch_size} gives each of the {world} processes fewer than 2 images")
-    batches_per_epoch = len(dataset) // cfg.batch_size
+    # --batch-size is per process (as in nanoGPT-style loops): a step of N processes takes N x --batch-size images
+    global_batch = cfg.batch_size * world
+    if cfg.batch_size < 2:  # the information and marginal terms compare the images of a batch with each other
+        raise TrainingError(f"--batch-size {cfg.batch_size} is per process and must be at least 2")
+    batches_per_epoch = len(dataset) // global_batch
     if batches_per_epoch < 1:
-        raise TrainingError(f"the dataset has {len(dataset)} images, fewer than one batch of {cfg.batch_size}")
+        raise TrainingError(f"the dataset has {len(dataset)} images, fewer than one step's batch of {global_batch} "
+                            f"(--batch-size {cfg.batch_size} per process x {world} processes)")
     # a step takes critic_steps batches (the encoder/decoder reuse the last one)
     total_steps = math.ceil(cfg.epochs * batches_per_epoch / cfg.critic_steps) if cfg.epochs else cfg.steps
 
@@ -396,8 +396,8 @@ def train(cfg: TrainConfig) -> Path:
         while True:
             epoch, offset = divmod(index, batches_per_epoch)
             order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-            order = order[: batches_per_epoch * cfg.batch_size].view(batches_per_epoch, cfg.batch_size)
-            index_batches = [b[rank::world].tolist() for b in order[offset:]]
+            order = order[: batches_per_epoch * global_batch].view(batches_per_epoch, global_batch)
+            index_batches = [b[rank::world].tolist() for b in order[offset:]]  # cfg.batch_size images per rank
             loader = torch.utils.data.DataLoader(dataset, batch_sampler=index_batches, num_workers=cfg.num_workers,
                                                  pin_memory=device.type == "cuda",
                                                  generator=torch.Generator())  # keep the global RNG untouched
@@ -527,7 +527,7 @@ def train(cfg: TrainConfig) -> Path:
             ema_params = [*ema.encoder.parameters(), *ema.decoder.parameters()]
             torch._foreach_lerp_(ema_params, model.autoencoder_parameters(), 1 - decay)
         step += 1
-        images_seen += cfg.batch_size * cfg.critic_steps
+        images_seen += global_batch * cfg.critic_steps  # all processes: images_per_s is the run's throughput
         progress.update(1)
         if out_of_time:  # this step is the last: sample, checkpoint and save as at the planned end
             total_steps = step
@@ -623,7 +623,8 @@ def _validate(cfg: TrainConfig) -> None:
 @click.option("--epochs", type=float, default=None, help="Train for this many epochs instead of --steps.")
 @click.option("--max-minutes", type=float, default=None,
               help="Stop after this many minutes of training (saving as at the end); --resume goes on.")
-@click.option("--batch-size", type=int, default=64)
+@click.option("--batch-size", type=int, default=64,
+              help="Images per step in each process: under torchrun a step takes processes x this many.")
 @click.option("--lr", type=float, default=2e-4, help="Encoder and decoder learning rate.")
 @click.option("--critic-lr", type=float, default=2e-4)
 @click.option("--critic-steps", type=int, default=1)

@@ -509,8 +509,8 @@ def push(model_dir: str | os.PathLike, repo_id: str, revision: str | None = None
 def _config(**overrides: Any) -> dict[str, Any]:
     """A full BAVAEConfig.to_dict(), written out so that `bavae list/info` need not import torch."""
     base = dict(arch="dcgan", image_size=32, channels=1, latent_dim=16, posterior_noise_dim=16, decoder_noise_dim=0,
-                width=32, critic_width=None, spectral_norm=True, prior="normal", objective="informative",
-                objective_weights={})
+                width=32, critic_width=None, shared_critic_trunk=False, spectral_norm=True, prior="normal",
+                objective="informative", objective_weights={}, sampler=None)
     return {**base, **overrides}
 
 

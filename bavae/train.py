@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -472,6 +473,11 @@ def train(cfg: TrainConfig) -> Path:
 
     fixed_codes = model.prior_sample(64, generator=torch.Generator(device).manual_seed(1234), device=device)
     log = MetricsLog(out, step, enabled=master)
+    fit_sampler = master and cfg.sampler_components > 0
+    if fit_sampler and importlib.util.find_spec("sklearn") is None:  # said now, not after hours of training
+        print("scikit-learn is not installed: no latent sampler will be fitted at the end (pip install "
+              f"'bavae[train]', then `bavae fit-sampler {out}`)", file=sys.stderr)
+        fit_sampler = False
     if master:
         out.mkdir(parents=True, exist_ok=True)
         for stale in [*out.glob(".*.tmp"), *out.glob("samples/.*.tmp")]:  # left by a run killed mid-write
@@ -551,7 +557,7 @@ def train(cfg: TrainConfig) -> Path:
 
     progress.close()
     log.close()
-    if master and cfg.sampler_components:  # the sampler belongs to the saved (EMA) model, fitted once at the end
+    if fit_sampler:  # the sampler belongs to the saved (EMA) model, fitted once at the end
         fit_latent_sampler(ema, dataset, cfg.sampler_components, seed=cfg.seed)
         ema.save_pretrained(out)
     if ddp:

@@ -25,7 +25,8 @@ Every downloaded or bundled weight file is checked before it is loaded:
     the file's content must hash to its blob's name. (Where the cache cannot use symlinks, e.g. Windows without
     developer mode, the blob name is not visible and the check is skipped.)
 A file that fails is deleted from the cache (nothing ever loads it), downloaded once more, and if it is still
-wrong the load fails naming the file and both hashes.
+wrong the load fails naming the file and both hashes. A local folder (1.) is loaded as it is: it is the user's own
+run or copy and nothing records what its hash should be (a damaged file still fails to load).
 """
 
 from __future__ import annotations

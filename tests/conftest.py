@@ -19,11 +19,9 @@ for _key in list(os.environ):
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="bavae-tests-hf-")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_XET_CACHE"] = os.path.join(os.environ["HF_HOME"], "xet")
-SESSION_CACHE = os.environ["BAVAE_CACHE"] = tempfile.mkdtemp(prefix="bavae-tests-cache-")  # the dSprites cache
+SESSION_CACHE = os.environ["BAVAE_CACHE"] = tempfile.mkdtemp(prefix="bavae-tests-cache-")  # dSprites cache
 
 import pytest  # noqa: E402
-
-from helpers import save_tiny  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -56,11 +54,3 @@ def fashion_mnist_dir():
     from helpers import require_fashion_mnist
 
     return require_fashion_mnist()
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    """A tiny 32px grayscale model folder (seed 0), shared by a module's tests; don't modify it."""
-    folder = tmp_path_factory.mktemp("models") / "tiny"
-    save_tiny(folder, seed=0)
-    return folder

@@ -92,7 +92,8 @@ def fashion_mnist(n: int, split: str = "train", image_size: int = 28, offset: in
 
 
 def read_idx_images(path: Path, n: int) -> torch.Tensor:
-    """The first ``n`` images of an IDX file, read with gzip and numpy only (not through bavae.data): uint8 (n, 28, 28)."""
+    """The first ``n`` images of an IDX file, read with gzip and numpy only (not through bavae.data): uint8
+    (n, 28, 28)."""
     import gzip
 
     import numpy as np
@@ -113,7 +114,7 @@ def clean_env(hf_home: str | os.PathLike | None = None, **extra: Any) -> dict[st
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "BAVAE_"))}
     env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", HF_HUB_DISABLE_TELEMETRY="1",
                HF_HOME=str(hf_home) if hf_home is not None else os.environ["HF_HOME"])
-    if os.environ.get("BAVAE_CACHE"):  # the session's dSprites cache (conftest), so each process need not render it
+    if os.environ.get("BAVAE_CACHE"):  # the session's dSprites cache (conftest): each process need not render it
         env["BAVAE_CACHE"] = os.environ["BAVAE_CACHE"]
     for k, v in extra.items():
         if v is None:

@@ -23,7 +23,7 @@ from helpers import assert_one_line_error, clean_env, ok, run, save_tiny, tiny_m
 
 import bavae
 
-TINY = ["--width", "8", "--latent-dim", "4", "--posterior-noise-dim", "4", "--batch-size", "8", "--log-every", "1"]
+TINY_ARGS = ["--width", "8", "--latent-dim", "4", "--posterior-noise-dim", "4", "--batch-size", "8", "--log-every", "1"]
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
 
 
@@ -86,8 +86,8 @@ def _umask() -> int:
 # ------------------------------------------------------------------------------------------------ datasets
 def test_fashion_mnist_run_writes_a_loadable_model(tmp_path, fashion_mnist_dir):
     out = tmp_path / "fm"
-    run_train("--dataset", "fashion-mnist", "--arch", "dcgan", "--steps", "6", "--limit", "64",
-              "--sample-every", "3", "--checkpoint-every", "3", "--sampler-components", "2", "--out", str(out), *TINY)
+    run_train("--dataset", "fashion-mnist", "--arch", "dcgan", "--steps", "6", "--limit", "64", "--sample-every", "3",
+              "--checkpoint-every", "3", "--sampler-components", "2", "--out", str(out), *TINY_ARGS)
     for name in ("config.json", "model.safetensors", "training_state.safetensors", "metrics.csv"):
         assert (out / name).is_file(), name
     assert sorted(p.name for p in (out / "samples").glob("*.png")) == ["step_0000003.png", "step_0000006.png"]
@@ -101,7 +101,7 @@ def test_fashion_mnist_run_writes_a_loadable_model(tmp_path, fashion_mnist_dir):
 
     # the same --out again without --resume: refused in one line, the run left as it was
     before = weights(out)
-    proc = run_train("--dataset", "fashion-mnist", "--steps", "2", "--limit", "64", "--out", str(out), *TINY,
+    proc = run_train("--dataset", "fashion-mnist", "--steps", "2", "--limit", "64", "--out", str(out), *TINY_ARGS,
                      check=False)
     assert_one_line_error(proc, "already holds a training run", f"--resume {out}", code=2)
     after = weights(out)
@@ -111,7 +111,7 @@ def test_fashion_mnist_run_writes_a_loadable_model(tmp_path, fashion_mnist_dir):
 def test_dsprites_subset(tmp_path):
     out = tmp_path / "ds"
     run_train("--dataset", "dsprites", "--data-dir", str(tmp_path / "cache"), "--arch", "dcgan", "--steps", "2",
-              "--limit", "32", "--sampler-components", "1", "--out", str(out), *TINY)
+              "--limit", "32", "--sampler-components", "1", "--out", str(out), *TINY_ARGS)
     assert bavae.load(str(out)).config.image_size == 64
 
 
@@ -123,7 +123,7 @@ def test_celeba_layout(tmp_path):
         Image.fromarray(rng.integers(0, 255, (218, 178, 3), dtype=np.uint8)).save(celeba / f"{i:06d}.jpg")
     out = tmp_path / "cb"
     run_train("--dataset", "celeba", "--data-dir", str(tmp_path / "celeba"), "--arch", "dcgan", "--steps", "2",
-              "--sampler-components", "1", "--out", str(out), *TINY)
+              "--sampler-components", "1", "--out", str(out), *TINY_ARGS)
     cfg = bavae.load(str(out)).config
     assert (cfg.image_size, cfg.channels) == (64, 3)
 
@@ -131,7 +131,7 @@ def test_celeba_layout(tmp_path):
 def test_folder_with_bad_files(tmp_path, photos):
     out = tmp_path / "run"
     proc = run_train("--dataset", "folder", "--data-dir", str(photos), "--arch", "mlp", "--image-size", "32",
-                     "--channels", "3", "--steps", "2", "--sampler-components", "1", "--out", str(out), *TINY)
+                     "--channels", "3", "--steps", "2", "--sampler-components", "1", "--out", str(out), *TINY_ARGS)
     assert "skipped 1" in proc.stderr  # broken.png is reported once; notes.txt is silently not an image
     assert proc.stderr.count("skipped") == 1
     cfg = bavae.load(str(out)).config
@@ -182,7 +182,7 @@ def test_finetuning_starts_from_the_init_weights(tmp_path, photos, pretrained):
 def test_kill_9_then_resume_continues_and_is_bit_identical(tmp_path):
     args = ["--dataset", "folder", "--data-dir", str(make_folder(tmp_path / "photos", n=24)), "--arch", "mlp",
             "--image-size", "28", "--channels", "1", "--steps", "200", "--checkpoint-every", "5",
-            "--sample-every", "0", "--sampler-components", "1", *TINY]
+            "--sample-every", "0", "--sampler-components", "1", *TINY_ARGS]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     run_train(*args, "--out", str(straight))
 
@@ -224,7 +224,8 @@ def test_bad_options_exit_2_with_one_line(tmp_path):
         ["--resume", str(tmp_path)],
     ]
     (tmp_path / "empty").mkdir()
-    cases.append(["--dataset", "folder", "--data-dir", str(tmp_path / "empty"), "--steps", "1", "--out", str(tmp_path / "o")])
+    cases.append(["--dataset", "folder", "--data-dir", str(tmp_path / "empty"), "--steps", "1",
+                  "--out", str(tmp_path / "o")])
     for args in cases:
         assert_one_line_error(run_train(*args, check=False), code=2)
 
@@ -235,7 +236,7 @@ def test_divergence_guard_restores_then_gives_up(tmp_path, photos):
     config = tmp_path / "guard.json"
     config.write_text(json.dumps({"max_critic_value": 1e-9, "max_recoveries": 2}))
     proc = run_train("--dataset", "folder", "--data-dir", str(photos), "--arch", "mlp", "--image-size", "28",
-                     "--channels", "1", "--steps", "5", "--out", str(out), "--config", str(config), *TINY,
+                     "--channels", "1", "--steps", "5", "--out", str(out), "--config", str(config), *TINY_ARGS,
                      check=False)
     assert proc.returncode == 2
     assert proc.stderr.count("diverged (") == 2 and "learning rates x0.25" in proc.stderr
@@ -279,7 +280,7 @@ def test_two_nodes_through_the_c10d_rendezvous(tmp_path, fashion_mnist_dir):
     cmd = [TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
            "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "bavae-test", "--max-restarts", "0",
            "-m", "bavae.train", "--device", "cpu", "--dataset", "fashion-mnist", "--limit", "256", "--arch", "mlp",
-           "--steps", "4", "--sample-every", "0", "--sampler-components", "1", "--out", str(out), *TINY]
+           "--steps", "4", "--sample-every", "0", "--sampler-components", "1", "--out", str(out), *TINY_ARGS]
     env = clean_env(MASTER_ADDR="127.0.0.1")
     nodes = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for _ in range(2)]

@@ -38,14 +38,9 @@ def _clean_environment(monkeypatch):
 def bundled_default() -> str:
     """The name of the bundled default model, after checking its files are in the installed package: a checkout
     without them fails here, naming the fix, instead of skipping."""
-    from bavae import zoo
+    from helpers import require_bundled_default
 
-    folder = zoo.bundled_root() / zoo.DEFAULT_MODEL
-    missing = [f for f in ("config.json", "model.safetensors", "README.md") if not (folder / f).is_file()]
-    if missing:
-        pytest.fail(f"the bundled default model is incomplete: {', '.join(missing)} missing from {folder}; restore "
-                    f"weights/ (git checkout -- weights) and reinstall (make install)", pytrace=False)
-    return zoo.DEFAULT_MODEL
+    return require_bundled_default()
 
 
 @pytest.fixture(scope="session")

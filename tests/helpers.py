@@ -82,6 +82,20 @@ def require_fashion_mnist() -> Path:
     return FASHION_MNIST_DIR
 
 
+def require_bundled_default() -> str:
+    """The default model's name, after checking its files are bundled; fails the test naming the fix if not."""
+    from bavae import zoo
+
+    folder = zoo.bundled_root() / zoo.DEFAULT_MODEL
+    missing = [f for f in ("config.json", "model.safetensors", "README.md") if not (folder / f).is_file()]
+    if missing:
+        import pytest
+
+        pytest.fail(f"the bundled default model is incomplete: {', '.join(missing)} missing from {folder}; restore "
+                    "weights/ (git checkout -- weights) and reinstall (make install)", pytrace=False)
+    return zoo.DEFAULT_MODEL
+
+
 def fashion_mnist(n: int, split: str = "train", image_size: int = 28, offset: int = 0) -> torch.Tensor:
     """``n`` Fashion-MNIST images from ``offset`` on, float (n, 1, image_size, image_size) in [0, 1]."""
     from bavae.data import build_dataset

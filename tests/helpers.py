@@ -1,7 +1,8 @@
 """Shared test helpers (plain functions; the fixtures that use them are in conftest.py).
 
 Import them as ``from helpers import ...``: setup.cfg puts tests/ on the path (``pythonpath = tests``).
-Helpers that reach into bavae's private functions live here only, so that a rename there is a one-line fix here.
+The tests use bavae's public API, the CLI in subprocesses and files on disk; a helper that had to reach a private
+function would live here only, so that a rename there is a one-line fix here.
 """
 
 from __future__ import annotations
@@ -169,11 +170,3 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *expected: str, cod
     for e in expected:
         assert e in lines[0], f"{e!r} is not in {lines[0]!r}"
     return lines[0]
-
-
-# ------------------------------------------------------------------------------------------------ bavae internals
-def hash_problem(path: Path, expected_sha256: str | None) -> str | None:
-    """zoo's private hash check (the one place the tests name it)."""
-    from bavae import zoo
-
-    return zoo._hash_problem(path, expected_sha256)

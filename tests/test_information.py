@@ -69,7 +69,7 @@ def compare(seed: int, steps: int = STEPS, n_held_out: int = N_HELD_OUT) -> dict
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # 33-57 s on 2 busy cores
 def test_informative_codes_carry_far_more_of_their_input_than_paper_codes(fashion_mnist_dir):
     torch.set_num_threads(1)
     result = compare(seed=0)

@@ -128,7 +128,7 @@ def test_wheel_holds_the_package_and_the_bundled_weights(wheel):
     assert "bavae = bavae.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # 10-13 s on 2 busy cores, plus 5 s building the venv
 def test_install_requires_alone_sample_eval_and_train(venv, tmp_path, bundled_default, fashion_mnist_dir):
     """From another folder, offline, with only what `pip install bavae` brings: the bundled model samples, is
     evaluated, and a 2-step run trains and loads."""

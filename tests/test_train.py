@@ -178,7 +178,7 @@ def test_finetuning_starts_from_the_init_weights(tmp_path, photos, pretrained):
 
 
 # ------------------------------------------------------------------------------------------------ resume
-@pytest.mark.slow
+@pytest.mark.slow  # 26-28 s on 2 busy cores
 def test_kill_9_then_resume_continues_and_is_bit_identical(tmp_path):
     args = ["--dataset", "folder", "--data-dir", str(make_folder(tmp_path / "photos", n=24)), "--arch", "mlp",
             "--image-size", "28", "--channels", "1", "--steps", "200", "--checkpoint-every", "5",
@@ -247,7 +247,7 @@ def test_divergence_guard_restores_then_gives_up(tmp_path, photos):
 
 
 # ------------------------------------------------------------------------------------------------ torchrun
-@pytest.mark.slow
+@pytest.mark.slow  # 25 s on 2 busy cores
 def test_torchrun_batch_size_is_per_process_and_resume_goes_on(tmp_path):
     """docs/training.md: --batch-size is per process, so 2 processes at --batch-size 4 take 8 images a step and an
     epoch of 32 images is 4 steps (it would be 8 if the 4 were shared out). Then --resume under torchrun goes on
@@ -269,7 +269,7 @@ def test_torchrun_batch_size_is_per_process_and_resume_goes_on(tmp_path):
     assert bavae.load(str(out)).sample(1).shape == (1, 1, 28, 28)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # 18 s on 2 busy cores
 def test_two_nodes_through_the_c10d_rendezvous(tmp_path, fashion_mnist_dir):
     """Multi-node training as docs/training.md shows it: two torchrun agents (two "nodes", one process each) meet
     through torchrun's c10d rendezvous on 127.0.0.1 and train one model with gloo."""

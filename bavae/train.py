@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -52,7 +53,7 @@ class TrainConfig:
     steps: int = 10_000
     epochs: float | None = None  # if set, overrides steps
     max_minutes: float | None = None  # stop (and save) after this much training time in one invocation
-    batch_size: int = 64
+    batch_size: int = 64  # per process: under torchrun a step takes world_size x batch_size images
     lr: float = 2e-4  # encoder + decoder
     critic_lr: float = 2e-4
     beta1: float = 0.5
@@ -413,14 +414,16 @@ def train(cfg: TrainConfig) -> Path:
     )
     if ddp and master:
         dist.barrier()
-    per_rank_batch = cfg.batch_size // world
-    if cfg.batch_size % world:
-        raise TrainingError(f"--batch-size {cfg.batch_size} must be a multiple of the {world} processes")
-    if per_rank_batch < 2:  # the information and marginal terms compare the images of a batch with each other
-        raise TrainingError(f"--batch-size {cfg.batch_size} gives each of the {world} processes fewer than 2 images")
-    batches_per_epoch = len(dataset) // cfg.batch_size
+    # --batch-size is per process (as in nanoGPT-style loops): a step of N processes takes N x --batch-size images
+    global_batch = cfg.batch_size * world
+    if cfg.batch_size < 2:  # the information and marginal terms compare the images of a batch with each other
+        raise TrainingError(f"--batch-size {cfg.batch_size} is per process and must be at least 2")
+    batches_per_epoch = len(dataset) // global_batch
     if batches_per_epoch < 1:
-        raise TrainingError(f"the dataset has {len(dataset)} images, fewer than one batch of {cfg.batch_size}")
+        raise TrainingError(
+            f"the dataset has {len(dataset)} images, fewer than one step's batch of {global_batch} "
+            f"(--batch-size {cfg.batch_size} per process x {world} processes)"
+        )
     # a step takes critic_steps batches (the encoder/decoder reuse the last one)
     total_steps = math.ceil(cfg.epochs * batches_per_epoch / cfg.critic_steps) if cfg.epochs else cfg.steps
 
@@ -431,8 +434,8 @@ def train(cfg: TrainConfig) -> Path:
         while True:
             epoch, offset = divmod(index, batches_per_epoch)
             order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-            order = order[: batches_per_epoch * cfg.batch_size].view(batches_per_epoch, cfg.batch_size)
-            index_batches = [b[rank::world].tolist() for b in order[offset:]]
+            order = order[: batches_per_epoch * global_batch].view(batches_per_epoch, global_batch)
+            index_batches = [b[rank::world].tolist() for b in order[offset:]]  # cfg.batch_size images per rank
             loader = torch.utils.data.DataLoader(
                 dataset,
                 batch_sampler=index_batches,
@@ -520,6 +523,14 @@ def train(cfg: TrainConfig) -> Path:
 
     fixed_codes = model.prior_sample(64, generator=torch.Generator(device).manual_seed(1234), device=device)
     log = MetricsLog(out, step, enabled=master)
+    fit_sampler = master and cfg.sampler_components > 0
+    if fit_sampler and importlib.util.find_spec("sklearn") is None:  # said now, not after hours of training
+        print(
+            "scikit-learn is not installed: no latent sampler will be fitted at the end (pip install "
+            f"'bavae[train]', then `bavae fit-sampler {out}`)",
+            file=sys.stderr,
+        )
+        fit_sampler = False
     if master:
         out.mkdir(parents=True, exist_ok=True)
         for stale in [*out.glob(".*.tmp"), *out.glob("samples/.*.tmp")]:  # left by a run killed mid-write
@@ -582,7 +593,7 @@ def train(cfg: TrainConfig) -> Path:
             ema_params = [*ema.encoder.parameters(), *ema.decoder.parameters()]
             torch._foreach_lerp_(ema_params, model.autoencoder_parameters(), 1 - decay)
         step += 1
-        images_seen += cfg.batch_size * cfg.critic_steps
+        images_seen += global_batch * cfg.critic_steps  # all processes: images_per_s is the run's throughput
         progress.update(1)
         if out_of_time:  # this step is the last: sample, checkpoint and save as at the planned end
             total_steps = step
@@ -613,7 +624,7 @@ def train(cfg: TrainConfig) -> Path:
 
     progress.close()
     log.close()
-    if master and cfg.sampler_components:  # the sampler belongs to the saved (EMA) model, fitted once at the end
+    if fit_sampler:  # the sampler belongs to the saved (EMA) model, fitted once at the end
         fit_latent_sampler(ema, dataset, cfg.sampler_components, seed=cfg.seed)
         ema.save_pretrained(out)
     if ddp:
@@ -706,7 +717,12 @@ def _validate(cfg: TrainConfig) -> None:
     default=None,
     help="Stop after this many minutes of training (saving as at the end); --resume goes on.",
 )
-@click.option("--batch-size", type=int, default=64)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=64,
+    help="Images per step in each process: under torchrun a step takes processes x this many.",
+)
 @click.option("--lr", type=float, default=2e-4, help="Encoder and decoder learning rate.")
 @click.option("--critic-lr", type=float, default=2e-4)
 @click.option("--critic-steps", type=int, default=1)

@@ -375,7 +375,8 @@ def train(cfg: TrainConfig) -> Path:
         from .zoo import load
 
         init_model = load(cfg.init, device="cpu")
-        model_config = init_model.config
+        # the pretrained latent sampler describes the old data's codes: refitted at the end, not carried over
+        model_config = dataclasses.replace(init_model.config, sampler=None)
         if cfg.objective_weights:  # fine-tuning may re-weight the objective; the nets stay the pretrained ones
             model_config = dataclasses.replace(
                 model_config, objective_weights={**model_config.objective_weights, **cfg.objective_weights}
@@ -397,7 +398,7 @@ def train(cfg: TrainConfig) -> Path:
         )
     model = BAVAE(model_config)
     if cfg.init and not resuming:
-        model.load_state_dict(init_model.state_dict())
+        model.load_state_dict({k: v for k, v in init_model.state_dict().items() if not k.startswith("latent_sampler.")})
         del init_model
     model.to(device).train()
 
@@ -414,6 +415,15 @@ def train(cfg: TrainConfig) -> Path:
     )
     if ddp and master:
         dist.barrier()
+    if master and cfg.init and not resuming and model_config.channels == 1 and cfg.dataset == "folder":
+        from .images import looks_colour
+
+        if looks_colour(getattr(dataset, "files", [])):
+            print(
+                f"bavae train: --init {cfg.init} is a grayscale model: the pictures of {cfg.data_dir} will be "
+                "converted to grayscale (to keep their colour, start from a colour model: --init bavae-emoji64)",
+                file=sys.stderr,
+            )
     # --batch-size is per process (as in nanoGPT-style loops): a step of N processes takes N x --batch-size images
     global_batch = cfg.batch_size * world
     if cfg.batch_size < 2:  # the information and marginal terms compare the images of a batch with each other

@@ -464,6 +464,11 @@ def train(cfg: TrainConfig) -> Path:
     opt_ae = torch.optim.Adam(model.autoencoder_parameters(), lr=cfg.lr, betas=betas)
     ema = copy.deepcopy(model).eval().requires_grad_(False)  # the EMA copy is what gets saved as the model
     step, lr_scale, recoveries = 0, 1.0, 0
+    cpu_before = 0.0  # CPU seconds this run spent before the checkpoint it resumed from (rank 0's process)
+    cpu_start = time.process_time()
+
+    def cpu_seconds() -> float:
+        return cpu_before + time.process_time() - cpu_start
 
     def restore(tensors, meta) -> None:
         nonlocal step, lr_scale, recoveries
@@ -478,6 +483,7 @@ def train(cfg: TrainConfig) -> Path:
 
     if resuming:
         restore(tensors, meta)
+        cpu_before, cpu_start = meta.get("cpu_seconds", 0.0), time.process_time()
         del tensors
         if rank:  # only rank 0's RNG state is saved; the others draw their own noise again
             torch.manual_seed(cfg.seed + 1_000_003 * rank + step)
@@ -498,7 +504,7 @@ def train(cfg: TrainConfig) -> Path:
                 opt_ae=opt_ae,
                 step=step,
                 cfg=cfg,
-                extra={"lr_scale": lr_scale, "recoveries": recoveries},
+                extra={"lr_scale": lr_scale, "recoveries": recoveries, "cpu_seconds": cpu_seconds()},
                 device=device,
             )
             ema.inference_critic.load_state_dict(model.inference_critic.state_dict())  # critics are not averaged
@@ -617,6 +623,7 @@ def train(cfg: TrainConfig) -> Path:
         if step % cfg.log_every == 0 or step == total_steps:
             scalars["images_per_s"] = images_seen / (time.perf_counter() - t0)
             scalars["lr_scale"], scalars["recoveries"] = lr_scale, recoveries
+            scalars["cpu_minutes"] = cpu_seconds() / 60  # of training so far, across resumptions
             progress.set_postfix(
                 kl=f"{scalars['kl_estimate']:.2f}",
                 V_G=f"{scalars['generative_value']:.2f}",

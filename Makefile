@@ -13,7 +13,7 @@ $(PY):
 
 $(VENV)/.installed: $(PY) setup.cfg pyproject.toml
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e ".[test,train,docs]"
+	$(PY) -m pip install -q -e ".[test,train,docs,bench]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -23,7 +23,7 @@ demo: install
 	@echo "wrote grid.png (64 samples of the bundled default model)"
 
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=10 tests
 
 # The same checks tests/test_layers.py runs inside `make test`, on their own and quicker.
 lint: install

@@ -7,7 +7,8 @@ Every downloaded weight file is checked before anything loads it (:func:`bavae.f
     the file's content must hash to its blob's name. (Where the cache cannot use symlinks, e.g. Windows without
     developer mode, the blob name is not visible and the check is skipped.)
 A file that fails is deleted from the cache (nothing ever loads it), downloaded once more, and if it is still
-wrong the load fails naming the file and both hashes.
+wrong the load fails naming the file and both hashes. A local folder is loaded as it is: it is the user's own run or
+copy and nothing records what its hash should be (a damaged file still fails to load).
 
 ``huggingface_hub`` is imported on first use, inside the functions: ``bavae --help`` and ``bavae list`` stay instant.
 The one other user of the client is :mod:`bavae.model`: ``BAVAE`` subclasses its ``ModelHubMixin``, so

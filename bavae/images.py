@@ -117,6 +117,24 @@ def check_image_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return files
 
 
+def looks_colour(paths: Sequence[str | os.PathLike], n: int = 16) -> bool:
+    """Whether any of the first ``n`` readable pictures has colour (channels that differ), from small thumbnails."""
+    import numpy as np
+
+    for path in list(paths)[:n]:
+        try:
+            with open_image(path) as im:
+                if im.mode in ("1", "L", "LA", "I", "I;16", "F"):
+                    continue
+                im.draft("RGB", (64, 64))
+                a = np.asarray(im.convert("RGB").resize((32, 32)), dtype=np.int16)
+        except Exception:  # unreadable files are the dataset's to report
+            continue
+        if np.abs(a - a.mean(axis=2, keepdims=True)).max() > 8:
+            return True
+    return False
+
+
 def decode_image(path: str | os.PathLike, channels: int, draft: int | None = None) -> torch.Tensor:
     """Decode a picture to float (channels, H, W) in [0, 1]: EXIF orientation applied, RGB or gray as asked,
     transparency composited on white, 16-bit and float images scaled exactly (``convert("L")`` would clip them).
@@ -229,6 +247,7 @@ __all__ = [
     "ImageError",
     "expand_image_paths",
     "open_image",
+    "looks_colour",
     "check_image_files",
     "decode_image",
     "resize_center_crop",

@@ -219,6 +219,8 @@ class BAVAE(
         self.generative_critic = nets.build(config.arch, "generative_critic", critic_spec)  # D(x, z)
         if config.shared_critic_trunk:
             self.generative_critic.borrow_trunk(self.inference_critic)
+        if config.weights.sample:
+            self.generative_critic.add_sample_head()
         self.latent_sampler = samplers.build_sampler(config.sampler, config.latent_dim)  # fitted after training
 
     # ---- parameters by player (the training loop steps them separately) ----

@@ -87,10 +87,16 @@ class ObjectiveWeights:
     # the paper's (G(z), z) with z ~ q(z|x). 0 is eq. 14; above 0 the critic matches the joints r(x, z) and
     # p(z) p(x|z), as BiGAN/ALI do, and decodings of prior codes (the samples) are asked to look real.
     prior_fakes: float = 0.0
+    # An image-only head s(x) on the generative critic's features, real images against the decoded prior codes:
+    # V_S(s) = E_data[s(x)] - E_{z~p}[exp(s(G(z)) - 1)], at its optimum KL(p_data(x) || p_theta(x)), the divergence
+    # maximum likelihood minimises (VAE-GAN's sample discriminator, as an f-GAN KL). Needs prior_fakes > 0.
+    sample: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prior_fakes < 1.0:
             raise ValueError(f"prior_fakes is a fraction of the fakes in [0, 1), got {self.prior_fakes!r}")
+        if self.sample and not self.prior_fakes:
+            raise ValueError("the sample term scores decoded prior codes: it needs prior_fakes > 0")
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -98,7 +104,7 @@ class ObjectiveWeights:
 
 OBJECTIVES: dict[str, ObjectiveWeights] = {
     "paper": ObjectiveWeights(),
-    "informative": ObjectiveWeights(info=1.0, feature=1.0, pixel=1.0, marginal=100.0, prior_fakes=0.5),
+    "informative": ObjectiveWeights(info=1.0, feature=1.0, pixel=1.0, marginal=100.0),
 }
 
 
@@ -189,20 +195,25 @@ def critic_losses(
     v_inference = inference_critic_value(t_posterior, t_prior)  # eq. 6
     d_real, d_fake = generative.score(h_x_generative, z), generative.score(h_fake, z_fake)
     v_generative = generative_critic_value(d_real, d_fake)  # eq. 14 (with prior fakes: the joints' KL)
-
-    logs = _floats(
-        {
-            "kl_estimate": v_inference,  # eq. 9: at the critic's optimum, E_x KL(q(z|x) || p(z))
-            "generative_value": v_generative,  # eq. 17: E_z KL(r(x|z) || p_theta(x|z))
-            "t_posterior": t_posterior.mean(),
-            "d_real": d_real.mean(),
-            "d_fake": d_fake.mean(),
-        }
-    )
+    logs = {
+        "kl_estimate": v_inference,  # eq. 9: at the critic's optimum, E_x KL(q(z|x) || p(z))
+        "generative_value": v_generative,  # eq. 17: E_z KL(r(x|z) || p_theta(x|z))
+        "t_posterior": t_posterior.mean(),
+        "d_real": d_real.mean(),
+        "d_fake": d_fake.mean(),
+    }
+    generative_loss = -v_generative
+    if weights.sample:
+        n_recon = x.shape[0] - prior_fake_count(x.shape[0], weights)
+        v_sample = generative_critic_value(
+            generative.sample_score(h_x_generative), generative.sample_score(h_fake[n_recon:])
+        )
+        generative_loss = generative_loss - v_sample
+        logs["sample_value"] = v_sample  # at the optimum KL(p_data(x) || p_theta(x))
     return Losses(
         inference_critic=-v_inference,
-        generative_critic=-v_generative,
-        logs=logs,
+        generative_critic=generative_loss,
+        logs=_floats(logs),
         real_features=(h_x_inference.detach(), h_x_generative.detach()),
     )
 
@@ -257,6 +268,9 @@ def autoencoder_losses(
     h_fake = generative.image_features(x_fake.to(x.dtype))
     d_real, d_fake = generative.score(h_x_generative, z), generative.score(h_fake, z_fake)
     decoder_loss = weights.generative * generative_critic_value(d_real, d_fake)
+    if weights.sample:  # the decoded prior codes against real images, by the image-only head
+        s_real, s_fake = generative.sample_score(h_x_generative), generative.sample_score(h_fake[n_recon:])
+        decoder_loss = decoder_loss + weights.sample * generative_critic_value(s_real, s_fake)
     x_recon, h_recon = x_fake[:n_recon].float(), h_fake[:n_recon].float()
     if weights.feature:
         # per-image sums: on the scale of a log-likelihood

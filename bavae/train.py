@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -54,7 +55,7 @@ class TrainConfig:
     steps: int = 10_000
     epochs: float | None = None  # if set, overrides steps
     max_minutes: float | None = None  # stop (and save) after this much training time in one invocation
-    batch_size: int = 64
+    batch_size: int = 64  # per process: under torchrun a step takes world_size x batch_size images
     lr: float = 2e-4  # encoder + decoder
     critic_lr: float = 2e-4
     beta1: float = 0.5
@@ -389,7 +390,8 @@ def train(cfg: TrainConfig) -> Path:
         from .zoo import load
 
         init_model = load(cfg.init, device="cpu")
-        model_config = init_model.config
+        # the pretrained latent sampler describes the old data's codes: refitted at the end, not carried over
+        model_config = dataclasses.replace(init_model.config, sampler=None)
         if cfg.objective_weights:  # fine-tuning may re-weight the objective; the nets stay the pretrained ones
             model_config = dataclasses.replace(
                 model_config, objective_weights={**model_config.objective_weights, **cfg.objective_weights}
@@ -415,18 +417,27 @@ def train(cfg: TrainConfig) -> Path:
     # drawn by the datasets, so the weights are initialised as before)
     model = BAVAE(model_config)
     if cfg.init and not resuming:
-        model.load_state_dict(init_model.state_dict())
+        model.load_state_dict({k: v for k, v in init_model.state_dict().items() if not k.startswith("latent_sampler.")})
         del init_model
     model.to(device).train()
-    per_rank_batch = cfg.batch_size // world
-    if cfg.batch_size % world:
-        raise TrainingError(f"--batch-size {cfg.batch_size} must be a multiple of the {world} processes")
-    if per_rank_batch < 2:  # the information and marginal terms compare the images of a batch with each other
-        raise TrainingError(f"--batch-size {cfg.batch_size} gives each of the {world} processes fewer than 2 images")
-    batches_per_epoch = len(dataset) // cfg.batch_size
+    if master and cfg.init and not resuming and model_config.channels == 1 and cfg.dataset == "folder":
+        from .images import looks_colour
+
+        if looks_colour(getattr(dataset, "files", [])):
+            print(
+                f"bavae train: --init {cfg.init} is a grayscale model: the pictures of {cfg.data_dir} will be "
+                "converted to grayscale (to keep their colour, start from a colour model: --init bavae-emoji64)",
+                file=sys.stderr,
+            )
+    # --batch-size is per process (as in nanoGPT-style loops): a step of N processes takes N x --batch-size images
+    global_batch = cfg.batch_size * world
+    if cfg.batch_size < 2:  # the information and marginal terms compare the images of a batch with each other
+        raise TrainingError(f"--batch-size {cfg.batch_size} is per process and must be at least 2")
+    batches_per_epoch = len(dataset) // global_batch
     if batches_per_epoch < 1:
         raise TrainingError(
-            f"the dataset has {len(dataset)} images, fewer than one batch of {cfg.batch_size}: "
+            f"the dataset has {len(dataset)} images, fewer than one step's batch of {global_batch} "
+            f"(--batch-size {cfg.batch_size} per process x {world} processes): "
             + (f"try --batch-size {_batch_hint(len(dataset), world)}" if len(dataset) >= 2 * world else "add images")
         )
     # a step takes critic_steps batches (the encoder/decoder reuse the last one)
@@ -446,8 +457,8 @@ def train(cfg: TrainConfig) -> Path:
         while True:
             epoch, offset = divmod(index, batches_per_epoch)
             order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-            order = order[: batches_per_epoch * cfg.batch_size].view(batches_per_epoch, cfg.batch_size)
-            index_batches = [b[rank::world].tolist() for b in order[offset:]]
+            order = order[: batches_per_epoch * global_batch].view(batches_per_epoch, global_batch)
+            index_batches = [b[rank::world].tolist() for b in order[offset:]]  # cfg.batch_size images per rank
             loader = torch.utils.data.DataLoader(
                 dataset,
                 batch_sampler=index_batches,
@@ -466,6 +477,11 @@ def train(cfg: TrainConfig) -> Path:
     opt_ae = torch.optim.Adam(model.autoencoder_parameters(), lr=cfg.lr, betas=betas)
     ema = copy.deepcopy(model).eval().requires_grad_(False)  # the EMA copy is what gets saved as the model
     step, lr_scale, recoveries = 0, 1.0, 0
+    cpu_before = 0.0  # CPU seconds this run spent before the checkpoint it resumed from (rank 0's process)
+    cpu_start = time.process_time()
+
+    def cpu_seconds() -> float:
+        return cpu_before + time.process_time() - cpu_start
 
     def restore(tensors, meta) -> None:
         nonlocal step, lr_scale, recoveries
@@ -480,6 +496,7 @@ def train(cfg: TrainConfig) -> Path:
 
     if resuming:
         restore(tensors, meta)
+        cpu_before, cpu_start = meta.get("cpu_seconds", 0.0), time.process_time()
         del tensors
         if rank:  # only rank 0's RNG state is saved; the others draw their own noise again
             torch.manual_seed(cfg.seed + 1_000_003 * rank + step)
@@ -500,7 +517,7 @@ def train(cfg: TrainConfig) -> Path:
                 opt_ae=opt_ae,
                 step=step,
                 cfg=cfg,
-                extra={"lr_scale": lr_scale, "recoveries": recoveries},
+                extra={"lr_scale": lr_scale, "recoveries": recoveries, "cpu_seconds": cpu_seconds()},
                 device=device,
             )
             ema.inference_critic.load_state_dict(model.inference_critic.state_dict())  # critics are not averaged
@@ -535,6 +552,14 @@ def train(cfg: TrainConfig) -> Path:
 
     fixed_codes = model.prior_sample(64, generator=torch.Generator(device).manual_seed(1234), device=device)
     log = MetricsLog(out, step, enabled=master)
+    fit_sampler = master and cfg.sampler_components > 0
+    if fit_sampler and importlib.util.find_spec("sklearn") is None:  # said now, not after hours of training
+        print(
+            "scikit-learn is not installed: no latent sampler will be fitted at the end (pip install "
+            f"'bavae[train]', then `bavae fit-sampler {out}`)",
+            file=sys.stderr,
+        )
+        fit_sampler = False
     if master:
         out.mkdir(parents=True, exist_ok=True)
         for stale in [*out.glob(".*.tmp"), *out.glob("samples/.*.tmp")]:  # left by a run killed mid-write
@@ -597,7 +622,7 @@ def train(cfg: TrainConfig) -> Path:
             ema_params = [*ema.encoder.parameters(), *ema.decoder.parameters()]
             torch._foreach_lerp_(ema_params, model.autoencoder_parameters(), 1 - decay)
         step += 1
-        images_seen += cfg.batch_size * cfg.critic_steps
+        images_seen += global_batch * cfg.critic_steps  # all processes: images_per_s is the run's throughput
         progress.update(1)
         if out_of_time:  # this step is the last: sample, checkpoint and save as at the planned end
             total_steps = step
@@ -611,6 +636,7 @@ def train(cfg: TrainConfig) -> Path:
         if step % cfg.log_every == 0 or step == total_steps:
             scalars["images_per_s"] = images_seen / (time.perf_counter() - t0)
             scalars["lr_scale"], scalars["recoveries"] = lr_scale, recoveries
+            scalars["cpu_minutes"] = cpu_seconds() / 60  # of training so far, across resumptions
             progress.set_postfix(
                 kl=f"{scalars['kl_estimate']:.2f}",
                 V_G=f"{scalars['generative_value']:.2f}",
@@ -628,7 +654,7 @@ def train(cfg: TrainConfig) -> Path:
 
     progress.close()
     log.close()
-    if master and cfg.sampler_components:  # the sampler belongs to the saved (EMA) model, fitted once at the end
+    if fit_sampler:  # the sampler belongs to the saved (EMA) model, fitted once at the end
         fit_latent_sampler(ema, dataset, cfg.sampler_components, seed=cfg.seed)
         ema.save_pretrained(out)
     if ddp:
@@ -674,9 +700,10 @@ def _flag(name: str) -> str:
 
 
 def _batch_hint(n: int, world: int = 1) -> int:
-    """The largest power of two that fits ``n`` images at least once (and 2 per process)."""
-    b = 2 * world
-    while b * 2 <= n:
+    """The largest power-of-two --batch-size (per process, at least 2) whose step of ``world`` processes fits in
+    ``n`` images."""
+    b = 2
+    while b * 2 * world <= n:
         b *= 2
     return b
 
@@ -796,14 +823,11 @@ def _validate(cfg: TrainConfig, given: frozenset[str] = frozenset()) -> None:
             check_dataset_fits(cfg.dataset, size, channels)
         except DataError as e:
             raise TrainingError(f"--dataset {cfg.dataset}: {e}") from None
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if cfg.batch_size % world or cfg.batch_size // world < 2:
+    world = int(os.environ.get("WORLD_SIZE", 1))  # --batch-size is per process: a step takes world x batch_size
+    if cfg.limit is not None and cfg.limit < cfg.batch_size * world:
+        per = f" ({cfg.batch_size} per process x {world} processes)" if world > 1 else ""
         raise TrainingError(
-            f"--batch-size {cfg.batch_size} must be a multiple of the {world} processes, with at least 2 images each"
-        )
-    if cfg.limit is not None and cfg.limit < cfg.batch_size:
-        raise TrainingError(
-            f"--limit {cfg.limit} is fewer images than one batch of {cfg.batch_size}: "
+            f"--limit {cfg.limit} is fewer images than one batch of {cfg.batch_size * world}{per}: "
             + (f"try --batch-size {_batch_hint(cfg.limit, world)}" if cfg.limit >= 2 * world else "raise --limit")
         )
     if not cfg.out:
@@ -882,7 +906,12 @@ def fresh_model_config(cfg: TrainConfig):
     default=None,
     help="Stop after this many minutes of training (saving as at the end); --resume goes on.",
 )
-@click.option("--batch-size", type=int, default=64)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=64,
+    help="Images per step in each process: under torchrun a step takes processes x this many.",
+)
 @click.option("--lr", type=float, default=2e-4, help="Encoder and decoder learning rate.")
 @click.option("--critic-lr", type=float, default=2e-4)
 @click.option("--critic-steps", type=int, default=1)

@@ -3,14 +3,16 @@
     python benchmarks/device_check.py --out $OUT                      # on a CUDA machine (about 8 minutes)
     python benchmarks/device_check.py --dry-run --out /tmp/check      # the same code path on the CPU, tiny
 
+bavae must be installed (`pip install -e .`: the classifier of `bavae eval` ships in the package).
+
 Phases, each in its own process (a failure is recorded and the next phase still runs):
  1. environment: torch, CUDA, the GPU;
  2. speed: `benchmarks/train_speed.py` at batch 64 and 256 (fp32 and bf16, BAVAE against the Gaussian VAE),
     while the GPU is otherwise idle;
  3. the `cuda`-marked tests (`pytest -m cuda`: AMP bf16/fp16, --compile, DDP with NCCL), beside
  4. the training runs of RECIPES, all at once on the one GPU, each stopped by `bavae train --max-minutes`;
- 5. scoring: `bavae eval` of the default recipe, and `benchmarks/dsprites_mig.py` (MIG against pythae's
-    Gaussian VAE given the same minutes);
+    with pythae's Gaussian VAE for dSprites (`benchmarks/dsprites_mig.py`) training beside them for as long;
+ 5. scoring: `bavae eval` of the default recipe, and MIG of the two dSprites models;
  6. OUT/results.json, OUT/results.md, and OUT/<run>.tar.gz per run (config.json, model.safetensors in float16
     with the sampler in float32, train_config.json, metrics.csv, the last sample grid).
 """
@@ -30,39 +32,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # name -> `bavae train` options (the dataset's data dir is added by main). Every run gets --max-minutes.
 RECIPES = {
-    "fashionmnist32": ["--dataset", "fashion-mnist", "--arch", "dcgan"],
-    "fashionmnist32-resnet": ["--dataset", "fashion-mnist", "--arch", "resnet", "--width", "32"],
-    "fashionmnist28-mlp": ["--dataset", "fashion-mnist", "--arch", "mlp"],
-    "dsprites64": [
-        "--dataset",
-        "dsprites",
-        "--arch",
-        "dcgan",
-        "--width",
-        "16",
-        "--latent-dim",
-        "10",
-        "--posterior-noise-dim",
-        "10",
-    ],
-    "emoji64": [
-        "--dataset",
-        "folder",
-        "--arch",
-        "dcgan",
-        "--image-size",
-        "64",
-        "--channels",
-        "3",
-        "--width",
-        "32",
-        "--latent-dim",
-        "64",
-        "--posterior-noise-dim",
-        "64",
-    ],
+    "fashionmnist32": "--dataset fashion-mnist --arch dcgan".split(),
+    # the default recipe with decoded prior codes among the generative critic's fakes, and with the image-only head
+    "fashionmnist32-prior-fakes": "--dataset fashion-mnist --arch dcgan --objective-weight prior_fakes=0.5".split(),
+    "fashionmnist32-sample": (
+        "--dataset fashion-mnist --arch dcgan --objective-weight prior_fakes=0.5 --objective-weight sample=1"
+    ).split(),
+    "fashionmnist32-resnet": "--dataset fashion-mnist --arch resnet --width 32".split(),
+    "fashionmnist28-mlp": "--dataset fashion-mnist --arch mlp".split(),
+    "dsprites64": "--dataset dsprites --arch dcgan --width 16 --latent-dim 10 --posterior-noise-dim 10".split(),
+    "emoji64": (
+        "--dataset folder --arch dcgan --image-size 64 --channels 3 --width 32 --latent-dim 64 "
+        "--posterior-noise-dim 64 --num-workers 4"
+    ).split(),
 }
-COMMON = ["--shared-critic-trunk", "--checkpoint-every", "2000", "--sample-every", "2000", "--log-every", "50"]
+COMMON = "--shared-critic-trunk --precision bf16 --checkpoint-every 2000 --sample-every 2000 --log-every 50".split()
 
 
 def run(cmd: list[str], log: Path, timeout: float, env: dict | None = None) -> dict:
@@ -111,15 +95,15 @@ def main() -> None:
     p.add_argument("--recipes", default=",".join(RECIPES))
     p.add_argument("--emoji-dir", default="data/emoji", help="the image folder of the emoji64 run")
     p.add_argument("--skip", default="", help="comma-separated phases to skip: speed,tests,train,score")
+    p.add_argument("--work", default=None, help="run folders and logs (default OUT/work)")
     args = p.parse_args()
     out = Path(args.out).resolve()
-    work = out / "work"  # run folders and logs (not sent back: only OUT's top level files are)
+    work = Path(args.work).resolve() if args.work else out / "work"  # run folders and logs
     work.mkdir(parents=True, exist_ok=True)
     skip = set(filter(None, args.skip.split(",")))
     py, dry = sys.executable, args.dry_run
     device = "cpu" if dry else "cuda"
     env = {
-        "PYTHONPATH": str(ROOT),
         "BAVAE_WEIGHTS_DIR": str(ROOT / "weights"),
         "PYTHONUNBUFFERED": "1",
         "BAVAE_CACHE": str(work / "cache"),
@@ -191,21 +175,17 @@ def main() -> None:
             else ["--steps", "1000000", "--max-minutes", str(args.minutes)]
         )
         log = work / f"train-{name}.log"
-        cmd = [
-            py,
-            "-m",
-            "bavae.train",
-            *recipe,
-            *COMMON,
-            "--device",
-            device,
-            "--precision",
-            "bf16",
-            *budget,
-            "--out",
-            str(work / name),
-        ]
+        cmd = [py, "-m", "bavae.train", *recipe, *COMMON, "--device", device, *budget, "--out", str(work / name)]
         procs[name] = (
+            subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=open(log, "w"), stderr=subprocess.STDOUT),
+            log,
+        )
+    if "dsprites64" in runs and "score" not in skip:  # its Gaussian-VAE peer trains beside it, for as long
+        log = work / "train-dsprites-vae.log"
+        budget = ["--steps", "3"] if dry else ["--minutes", str(args.minutes)]
+        cmd = [py, "benchmarks/dsprites_mig.py", "--width", "16", "--latent-dim", "10", "--device", device]
+        cmd += ["--out", str(work / "dsprites-vae"), *budget]
+        procs["dsprites-vae"] = (
             subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=open(log, "w"), stderr=subprocess.STDOUT),
             log,
         )
@@ -213,7 +193,10 @@ def main() -> None:
     for name, (proc, log) in procs.items():
         rc = proc.wait()
         entry = {"rc": rc, "seconds_since_start": round(time.perf_counter() - t0, 1)}
-        if name == "tests":
+        if name == "dsprites-vae":
+            if rc != 0:
+                entry["log_tail"] = tail(log)
+        elif name == "tests":
             entry["summary"] = [
                 ln
                 for ln in tail(log, 4000).splitlines()
@@ -257,33 +240,31 @@ def main() -> None:
         save()
     if "score" not in skip and "dsprites64" in runs and (work / "dsprites64" / "model.safetensors").is_file():
         log = work / "dsprites_mig.log"
-        budget = ["--steps", "3", "--n-test", "300"] if dry else ["--minutes", str(args.minutes)]
-        info = run(
-            [
-                py,
-                "benchmarks/dsprites_mig.py",
-                "--ours",
-                str(work / "dsprites64"),
-                "--device",
-                device,
-                "--out",
-                str(work / "dsprites-vae"),
-                *budget,
-            ],
-            log,
-            60 * args.minutes + 240,
-            env,
-        )
+        cmd = [py, "benchmarks/dsprites_mig.py", "--ours", str(work / "dsprites64"), "--device", device]
+        cmd += ["--vae-weights", str(work / "dsprites-vae" / "vae.safetensors"), "--out", str(work / "dsprites-vae")]
+        info = run(cmd + (["--n-test", "300"] if dry else []), log, 300, env)
         mig = work / "dsprites-vae" / "results.json"
         results["phases"]["dsprites_mig"] = (
             json.loads(mig.read_text()) if mig.is_file() else {"error": tail(log), **info}
         )
         save()
 
-    # 6. what comes back
+    # 6. what comes back: the runs packed into as few tar.gz files as fit 15 MB each (the device tool returns 8 files)
+    packed, sizes = [], {}
     for name in runs:
         if (work / name / "model.safetensors").is_file():
-            pack(work / name, out / f"{name}.tar.gz")
+            pack(work / name, work / f"{name}.tar.gz")
+            sizes[name] = (work / f"{name}.tar.gz").stat().st_size
+    bins: list[list[str]] = []
+    for name in sorted(sizes, key=sizes.get, reverse=True):
+        fit = next((b for b in bins if sum(sizes[n] for n in b) + sizes[name] <= 15e6), None)
+        (fit.append(name) if fit is not None else bins.append([name]))
+    for k, names in enumerate(bins):
+        with tarfile.open(out / f"runs-{k}.tar", "w") as tar:
+            for name in names:
+                tar.add(work / f"{name}.tar.gz", arcname=f"{name}.tar.gz")
+        packed.append({"file": f"runs-{k}.tar", "runs": names})
+    results["packed"] = packed
     lines = [f"# device check ({results['environment']['gpu'] or 'CPU dry run'}, torch {torch.__version__})", ""]
     for batch, rows in results.get("phases", {}).get("speed", {}).items():
         if "error" in rows:

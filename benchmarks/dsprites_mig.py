@@ -1,6 +1,9 @@
 """dSprites disentanglement: a BAVAE against pythae's Gaussian VAE on the same trunks and budget, in one run.
 
     python benchmarks/dsprites_mig.py --ours runs/dsprites64 --minutes 5 --device cuda --out runs/dsprites-vae
+    # or train the VAE first (beside the BAVAE run), then score both:
+    python benchmarks/dsprites_mig.py --width 16 --latent-dim 10 --minutes 5 --out runs/dsprites-vae
+    python benchmarks/dsprites_mig.py --ours runs/dsprites64 --vae-weights runs/dsprites-vae/vae.safetensors
 
 The VAE gets the BAVAE run's encoder/decoder trunks (`bavae.nets.dcgan`, its width, latent size and image size),
 batch 64 and the same training time (``--minutes``, wall clock on the same device) or ``--steps``; the losses
@@ -98,27 +101,54 @@ def traversal_png(model, x: torch.Tensor, path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ours", required=True, help="a bavae dSprites model (folder or zoo name)")
+    p.add_argument("--ours", default=None, help="a bavae dSprites model (folder or zoo name) to score beside the VAE")
     p.add_argument("--minutes", type=float, default=None, help="the VAE's training time")
     p.add_argument("--steps", type=int, default=None, help="or its number of steps")
+    p.add_argument("--vae-weights", default=None, help="load the VAE from here instead of training it")
+    p.add_argument("--width", type=int, default=None, help="trunk width (default: --ours's)")
+    p.add_argument("--latent-dim", type=int, default=None, help="latent size (default: --ours's)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--n-test", type=int, default=10000)
     p.add_argument("--out", default="runs/dsprites-vae")
     args = p.parse_args()
-    if args.minutes is None and args.steps is None:
-        raise SystemExit("give --minutes or --steps (the BAVAE run's budget)")
+    if args.vae_weights is None and args.minutes is None and args.steps is None:
+        raise SystemExit("give --minutes or --steps (the BAVAE run's budget), or --vae-weights")
     device, out = torch.device(args.device), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ours = bavae.load(args.ours, device=device)
-    c = ours.config
-    spec = NetSpec(c.image_size, c.channels, c.latent_dim, c.posterior_noise_dim, 0, c.width, False)
-    vae, meta = train_vae(spec, device, args.minutes, args.steps)
+    ours = bavae.load(args.ours, device=device) if args.ours else None
+    width = args.width or (ours.config.width if ours else None)
+    latent = args.latent_dim or (ours.config.latent_dim if ours else None)
+    if width is None or latent is None:
+        raise SystemExit("give --ours, or --width and --latent-dim")
+    spec = NetSpec(64, 1, latent, latent, 0, width, False)
+    if args.vae_weights:
+        from peers import Decoder, GaussianEncoder
+        from pythae.models import VAE, VAEConfig
+        from safetensors.torch import load_file
+
+        vae = VAE(
+            VAEConfig(input_dim=(1, 64, 64), latent_dim=latent, reconstruction_loss="bce"),
+            encoder=GaussianEncoder(spec),
+            decoder=Decoder(spec),
+        )
+        vae.load_state_dict(load_file(args.vae_weights))
+        vae = vae.to(device).eval()
+        meta = json.loads(Path(args.vae_weights).with_suffix(".json").read_text())
+    else:
+        from safetensors.torch import save_file
+
+        vae, meta = train_vae(spec, device, args.minutes, args.steps)
+        save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(out / "vae.safetensors"))
+        (out / "vae.json").write_text(json.dumps(meta))
+    if ours is None:
+        print(f"trained the VAE: {meta}; saved {out / 'vae.safetensors'}")
+        return
     settings = EvalSettings(n_samples=min(2000, args.n_test), n_test=args.n_test)
     results = {
         "bavae": evaluate(ours, "dsprites", settings=settings),
         "pythae_vae": {**evaluate(vae_adapter(vae, spec, device), "dsprites", settings=settings), **meta},
     }
-    x = _test_images("dsprites", c.image_size, c.channels, 16)[0][3:4].to(device)
+    x = _test_images("dsprites", 64, 1, 16)[0][3:4].to(device)
     traversal_png(ours, x, out / "bavae-traversal.png")
     traversal_png(_Traversable(vae), x, out / "vae-traversal.png")
     keep = (

@@ -39,6 +39,35 @@ VARIANTS = {
         "--precision",
         "bf16",
     ],
+    # the image-only head on the decoded prior codes (VAE-GAN's sample discriminator, an f-GAN KL)
+    "prior-fakes-sample-shared-bf16": [
+        "--objective-weight",
+        "prior_fakes=0.5",
+        "--objective-weight",
+        "sample=1",
+        "--shared-critic-trunk",
+        "--precision",
+        "bf16",
+    ],
+    # seed noise
+    "posterior-fakes-shared-bf16-seed1": [
+        "--objective-weight",
+        "prior_fakes=0",
+        "--shared-critic-trunk",
+        "--precision",
+        "bf16",
+        "--seed",
+        "1",
+    ],
+    "prior-fakes-shared-bf16-seed1": [
+        "--objective-weight",
+        "prior_fakes=0.5",
+        "--shared-critic-trunk",
+        "--precision",
+        "bf16",
+        "--seed",
+        "1",
+    ],
 }
 
 

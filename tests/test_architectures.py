@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 import torch
+from helpers import gen, images, tiny_model
 from torch.nn.utils import parametrize
 
-sys.path.insert(0, os.path.dirname(__file__))
-from helpers_core import gen, images  # noqa: E402
-
-from bavae import BAVAE, BAVAEConfig, nets  # noqa: E402
+from bavae import BAVAE, BAVAEConfig, nets
 
 torch.set_num_threads(1)
 LATENT, NOISE, N = 8, 4, 2
@@ -31,11 +26,9 @@ CONFIGS = list(all_configs())
 
 
 def build(name, size, channels, seed=0, **kw):
-    torch.manual_seed(seed)
-    config = BAVAEConfig(
-        arch=name, image_size=size, channels=channels, latent_dim=LATENT, posterior_noise_dim=NOISE, width=8, **kw
+    return tiny_model(
+        seed, arch=name, image_size=size, channels=channels, latent_dim=LATENT, posterior_noise_dim=NOISE, width=8, **kw
     )
-    return BAVAE(config).eval()
 
 
 def test_registry_lists_the_families():

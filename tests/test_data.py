@@ -92,8 +92,8 @@ def test_fmnist_corrupt_and_bad_args(tmp_path: Path) -> None:
         build_dataset("fashion-mnist", data_dir=tmp_path / "nowhere", image_size=28, channels=1)
 
 
-@pytest.mark.skipif(not DEBIAN_FMNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
-def test_fmnist_debian() -> None:
+def test_fmnist_debian(fashion_mnist_dir: Path) -> None:
+    assert fashion_mnist_dir == DEBIAN_FMNIST  # the default data dir is where the Debian package installs it
     train = build_dataset("fashion-mnist", image_size=28, channels=1)
     test = build_dataset("fashion-mnist", image_size=32, channels=1, split="test")
     assert len(train) == 60000 and len(test) == 10000

@@ -34,6 +34,8 @@ def test_device_check_dry_run_covers_every_phase(tmp_path):
             str(out),
             "--emoji-dir",
             str(tmp_path / "emoji"),
+            "--recipes",  # one run per kind of data; the other recipes differ only by options
+            "fashionmnist32,dsprites64,emoji64",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -48,9 +50,14 @@ def test_device_check_dry_run_covers_every_phase(tmp_path):
     assert {"gaussian vae fp32", "bavae shipped (shared trunk, prior fakes, bf16)"} <= set(speed), speed
     assert all(r["images_per_s"] > 0 and r["over_vae_fp32"] > 0 for r in speed.values())
     assert phases["tests"]["rc"] in (0, 5), phases["tests"]  # on the CPU every cuda test skips (5: none selected)
-    for name in ("fashionmnist32", "fashionmnist32-resnet", "fashionmnist28-mlp", "dsprites64", "emoji64"):
+    for packed in results["packed"]:  # runs travel as tar.gz files inside a few tar files
+        with tarfile.open(out / packed["file"]) as tar:
+            tar.extractall(tmp_path / "packed", filter="data")
+    names = ["fashionmnist32", "dsprites64", "emoji64"]
+    assert sorted(n for p in results["packed"] for n in p["runs"]) == sorted(names)
+    for name in names:
         assert phases[name]["rc"] == 0 and phases[name]["steps"] == 3, (name, phases[name])
-        with tarfile.open(out / f"{name}.tar.gz") as tar:
+        with tarfile.open(tmp_path / "packed" / f"{name}.tar.gz") as tar:
             tar.extractall(tmp_path / "unpacked", filter="data")
         model = bavae.load(str(tmp_path / "unpacked" / name))  # float16 weights load into a float32 model
         assert model.latent_sampler is not None and model.default_sampler == "gmm"

@@ -1,11 +1,12 @@
 """The documentation site builds with `mkdocs build --strict` (every link and image resolves, every API
 reference imports), and its generated pages say what the code says."""
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from helpers import clean_env
 
 from bavae import zoo
 
@@ -14,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_site_builds_strict_with_generated_zoo_table_and_cli(tmp_path):
     site = tmp_path / "site"
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    env = clean_env(NO_MKDOCS_2_WARNING="1")
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
         cwd=ROOT,

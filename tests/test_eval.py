@@ -3,18 +3,16 @@ its card, and `bavae eval` on the bundled default model as a user runs it."""
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from helpers import assert_one_line_error, bavae_cli, clean_env, ok, read_idx_images, save_tiny
 
 from bavae import eval as ev
 from bavae import zoo
 from bavae.data import FashionMNIST
-from bavae.files import hash_problem
 from bavae.model import WeightsError
 
 
@@ -75,17 +73,13 @@ def test_infonce_bound_limits_and_a_gaussian_channel():
     # x ~ N(0, 1), z = x + 0.5 e: I(x; z) = 0.5 log(1 + 1/0.25). With the true log-density ratio as the critic,
     # InfoNCE is a lower bound that is tight when I << log N.
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, generator=g)
-    z = x + 0.5 * torch.randn(n, generator=g)
-    scores = -(z[None, :] - x[:, None]).pow(2) / (2 * 0.25)  # log p(z_j | x_i) up to a z-only constant
-    bounds = []
+    bounds = []  # the critic is log p(z_j | x_i) up to a z-only constant: -(z_j - x_i)^2 / (2 * 0.25)
     for _ in range(8):
         x = torch.randn(n, generator=g, dtype=torch.float64)
         z = x + 0.5 * torch.randn(n, generator=g, dtype=torch.float64)
         bounds.append(ev.infonce_bound(-(z[None, :] - x[:, None]).pow(2) / 0.5))
     true = 0.5 * math.log(1 + 1 / 0.25)
     assert true - 0.1 < np.mean(bounds) < true + 0.03
-    assert scores.shape == (n, n)
 
 
 # ------------------------------------------------------------------------------------------------ MIG
@@ -122,7 +116,7 @@ def test_dsprites_test_images_cover_every_factor():
 
 
 # ------------------------------------------------------------------------------------------------ classifier
-def test_bundled_classifier_matches_its_hash_and_its_card(tmp_path):
+def test_bundled_classifier_matches_its_hash_and_its_card(tmp_path, fashion_mnist_dir):
     folder = ev.classifier_dir()
     assert zoo.sha256_file(folder / "model.safetensors") == ev.CLASSIFIER_SHA256
     card = json.loads((folder / "config.json").read_text())
@@ -138,17 +132,24 @@ def test_bundled_classifier_matches_its_hash_and_its_card(tmp_path):
         assert clf.features(x[:5]).shape == (5, 128)
     with pytest.raises(ValueError, match=r"\(N, 1, 28\|32, 28\|32\)"):
         clf(torch.zeros(2, 3, 32, 32))
-    # A tampered copy is refused before anything is loaded from it.
+    with pytest.raises(WeightsError, match="missing"):
+        ev.load_classifier(path=tmp_path / "nowhere")
+
+
+def test_a_tampered_bundled_classifier_is_refused(tmp_path, monkeypatch):
+    """The installed classifier's bytes are checked against CLASSIFIER_SHA256 before anything is loaded: one bit
+    flipped (still a valid safetensors file) and load_classifier, hence `bavae eval`, refuses it."""
+    folder = ev.classifier_dir()
     bad = tmp_path / "clf"
     bad.mkdir()
     (bad / "config.json").write_bytes((folder / "config.json").read_bytes())
     data = bytearray((folder / "model.safetensors").read_bytes())
     data[-1] ^= 1
     (bad / "model.safetensors").write_bytes(bytes(data))
-    problem = hash_problem(bad / "model.safetensors", ev.CLASSIFIER_SHA256)
-    assert problem and "sha256 mismatch" in problem
-    with pytest.raises(WeightsError, match="missing"):
-        ev.load_classifier(path=tmp_path / "nowhere")
+    monkeypatch.setattr(ev, "classifier_dir", lambda: bad)  # the installed copy, tampered with
+    with pytest.raises(WeightsError, match="sha256 mismatch") as e:
+        ev.load_classifier("cpu")
+    assert ev.CLASSIFIER_SHA256 in str(e.value) and str(bad / "model.safetensors") in str(e.value)
 
 
 # ------------------------------------------------------------------------------------------------ evaluate
@@ -157,7 +158,7 @@ def _test_split(n: int, offset: int = 0) -> torch.Tensor:
     return torch.stack([test[i] for i in range(offset, offset + n)])
 
 
-def test_evaluate_scores_a_perfect_autoencoder_and_real_samples_as_such():
+def test_evaluate_scores_a_perfect_autoencoder_and_real_samples_as_such(fashion_mnist_dir):
     n = 500
     others = _test_split(n, offset=5000)
     state = {"i": 0}
@@ -179,13 +180,12 @@ def test_evaluate_scores_a_perfect_autoencoder_and_real_samples_as_such():
     assert "kl_nats" not in good  # no critic, no critic numbers
 
 
-@pytest.mark.skipif(not (zoo.bundled_root() / zoo.DEFAULT_MODEL).is_dir(), reason="default weights not bundled")
-def test_evaluate_default_model_against_an_untrained_one():
+def test_evaluate_default_model_against_an_untrained_one(bundled_default, fashion_mnist_dir):
     import bavae
     from bavae.model import BAVAE
 
     settings = ev.EvalSettings(n_samples=500, n_test=500, n_kl=50, infonce_batch=250)
-    trained = bavae.load(zoo.DEFAULT_MODEL, device="cpu")
+    trained = bavae.load(bundled_default, device="cpu")
     r = ev.evaluate(trained, settings=settings)
     torch.manual_seed(0)
     untrained = ev.evaluate(BAVAE(trained.config).eval(), settings=settings)
@@ -198,24 +198,77 @@ def test_evaluate_default_model_against_an_untrained_one():
     assert r["kl_nats"] > 0 and r["samples_per_s"] > 0
 
 
-def test_cli_eval_json_and_errors(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
-    run = lambda *a: subprocess.run(
-        [sys.executable, "-m", "bavae", "eval", *a],
-        env=env,  # noqa: E731
-        capture_output=True,
-        text=True,
-        timeout=300,
+def test_cli_eval_json_and_errors(tmp_path, bundled_default, fashion_mnist_dir):
+    env = clean_env(tmp_path / "hf", HF_HUB_OFFLINE="1")
+    p = ok(
+        bavae_cli(
+            "eval", bundled_default, "--json", "--n-samples", "200", "--n-test", "200", "--device", "cpu", env=env
+        )
     )
-    if (zoo.bundled_root() / zoo.DEFAULT_MODEL).is_dir():
-        p = run(zoo.DEFAULT_MODEL, "--json", "--n-samples", "200", "--n-test", "200", "--device", "cpu")
-        assert p.returncode == 0, p.stderr
-        report = json.loads(p.stdout)
-        assert report["model"] == zoo.DEFAULT_MODEL and report["dataset"] == "fashion-mnist"
-        for key in ("fid", "recon_mse", "recon_ssim", "class_agreement", "kl_nats", "infonce_nats", "samples_per_s"):
-            assert isinstance(report[key], float) and math.isfinite(report[key]), key
-    p = run(zoo.DEFAULT_MODEL, "--dataset", "folder")
-    assert p.returncode == 2 and "needs --data-dir" in p.stderr and "Traceback" not in p.stderr
-    p = run(str(tmp_path / "missing-model"))
-    assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    report = json.loads(p.stdout)
+    assert report["model"] == bundled_default and report["dataset"] == "fashion-mnist"
+    for key in ("fid", "recon_mse", "recon_ssim", "class_agreement", "kl_nats", "infonce_nats", "samples_per_s"):
+        assert isinstance(report[key], float) and math.isfinite(report[key]), key
+    assert_one_line_error(
+        bavae_cli("eval", bundled_default, "--dataset", "folder", env=env), "needs --data-dir", code=2
+    )
+    assert_one_line_error(bavae_cli("eval", str(tmp_path / "missing-model"), env=env), "missing-model")
+
+
+def test_cli_eval_recon_mse_is_the_mse_on_the_test_images(tmp_path, fashion_mnist_dir):
+    """`bavae eval --json`'s recon_mse against a direct computation: the first n test images, read from the IDX
+    file here (not through bavae.data) and zero-padded to 32 px, reconstructed with the eval's seed."""
+    model = save_tiny(tmp_path / "tiny", seed=0)
+    n = 100
+    p = ok(
+        bavae_cli(
+            "eval",
+            tmp_path / "tiny",
+            "--json",
+            "--n-samples",
+            "100",
+            "--n-test",
+            n,
+            "--seed",
+            3,
+            "--device",
+            "cpu",
+            env=clean_env(tmp_path / "hf", HF_HUB_OFFLINE="1"),
+        )
+    )
+    report = json.loads(p.stdout)
+    x = F.pad(
+        read_idx_images(fashion_mnist_dir / "t10k-images-idx3-ubyte.gz", n).float().div(255)[:, None], (2, 2, 2, 2)
+    )
+    with torch.no_grad():
+        recon = model.reconstruct(x, generator=torch.Generator().manual_seed(3))
+    assert report["n_test"] == n
+    assert report["recon_mse"] == pytest.approx((recon - x).pow(2).mean().item(), rel=1e-5)
+    with torch.no_grad():  # the check can tell the seed: another seed gives another number
+        other = model.reconstruct(x, generator=torch.Generator().manual_seed(4))
+    assert (recon - x).pow(2).mean().item() != pytest.approx((other - x).pow(2).mean().item(), rel=1e-5)
+
+
+def test_cli_eval_dsprites_gives_mig(tmp_path):
+    p = ok(
+        bavae_cli(
+            "eval",
+            "bavae-dsprites64",
+            "--dataset",
+            "dsprites",
+            "--json",
+            "--n-samples",
+            "100",
+            "--n-test",
+            "400",
+            "--device",
+            "cpu",
+            env=clean_env(tmp_path / "hf", HF_HUB_OFFLINE="1"),
+        )
+    )
+    report = json.loads(p.stdout)
+    assert report["dataset"] == "dsprites" and report["n_test"] == 400
+    assert 0 <= report["mig"] <= 1
+    # a gap per factor that varies (color is constant in dSprites: no gap for it)
+    assert {f"mig_{k}" for k in ("shape", "scale", "orientation", "posX", "posY")} <= set(report), report
+    assert "fid" not in report  # the Fashion-MNIST classifier is not used on dSprites

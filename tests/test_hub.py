@@ -15,16 +15,10 @@ import sys
 import textwrap
 
 import pytest
-import torch
+from helpers import run, save_tiny
+from hub_server import HubServer
 
-from bavae.model import BAVAE, BAVAEConfig
-
-try:
-    from hub_server import HubServer
-except ImportError:  # tests/ imported as a package
-    from tests.hub_server import HubServer
-
-TINY = dict(width=4, latent_dim=4, posterior_noise_dim=4)
+from bavae.model import BAVAE
 
 WORKER = r"""
 import hashlib, json, sys, traceback
@@ -115,9 +109,7 @@ def offline(hub, hf_home, tmp_path_factory):
 
 def publish(hub: HubServer, repo_id: str, folder, seed: int, revision: str = "main", **config) -> tuple[str, BAVAE]:
     """Save a tiny model to `folder` and commit its files to the loopback Hub; return (commit sha, model)."""
-    torch.manual_seed(seed)
-    model = BAVAE(BAVAEConfig(**{**TINY, **config}))
-    model.save_pretrained(folder)
+    model = save_tiny(folder, seed, **config)
     files = {f: (folder / f).read_bytes() for f in ("config.json", "model.safetensors", "README.md")}
     return hub.add_commit(repo_id, files, revision=revision), model
 
@@ -166,13 +158,9 @@ def test_pinned_revision_loads_older_weights(hub, online, tmp_path):
 def test_zoo_record_downloads_only_its_weights_and_uses_the_cache_first(hub, online, tmp_path):
     _, model = publish(hub, "zoo/pinned", tmp_path / "m", seed=3)
     sha256 = hashlib.sha256((tmp_path / "m" / "model.safetensors").read_bytes()).hexdigest()
-    register = (
-        f"zoo.register_pretrained(zoo.ModelRecord(name='test-pinned', hf_hub_id='zoo/pinned', "
-        f"sha256={sha256!r}, config={model.config.to_dict()!r}), overwrite=True)\n"
-    )
     cache = tmp_path / "cache"
     n = len(hub.request_log)
-    r = online.run(register + load("test-pinned", cache))
+    r = online.run(register("test-pinned", "zoo/pinned", sha256, model) + load("test-pinned", cache))
     assert r["ok"] and r["fp"] == fingerprint(model), r.get("traceback")
     assert not any("config.json" in p for _, p in requests_since(hub, n))  # the record holds the config
     n = len(hub.request_log)
@@ -217,6 +205,51 @@ def test_corrupted_cache_file_is_downloaded_again(hub, online, tmp_path):
     r = online.run(load("user/bitrot", cache))
     assert r["ok"] and r["fp"] == fingerprint(model), r.get("traceback")
     assert any(p.startswith("/_cdn/") for _, p in requests_since(hub, n))  # fetched once more
+
+
+def register(name: str, repo_id: str, sha256: str, model: BAVAE) -> str:
+    """Worker code registering a pinned zoo record (overwriting any earlier one of that name)."""
+    return (
+        f"zoo.register_pretrained(zoo.ModelRecord(name={name!r}, hf_hub_id={repo_id!r}, sha256={sha256!r}, "
+        f"config={model.config.to_dict()!r}), overwrite=True)\n"
+    )
+
+
+def test_pinned_record_refuses_a_hub_file_that_is_not_its_own(hub, online, tmp_path):
+    """The Hub serves a consistent file (its advertised sha256 is the file's), but not the one the record pins:
+    the record is the source of truth, so the load fails naming the record's sha256 and keeps nothing."""
+    _, model = publish(hub, "zoo/replaced", tmp_path / "served", seed=15)
+    served = hashlib.sha256((tmp_path / "served" / "model.safetensors").read_bytes()).hexdigest()
+    assert hub.file_entry("zoo/replaced", "model.safetensors").sha256 == served  # self-consistent
+    save_tiny(tmp_path / "pinned", seed=16)
+    pinned = hashlib.sha256((tmp_path / "pinned" / "model.safetensors").read_bytes()).hexdigest()
+    cache = tmp_path / "cache"
+    r = online.run(register("test-replaced", "zoo/replaced", pinned, model) + load("test-replaced", cache))
+    assert r["error"] == "WeightsError", r
+    assert pinned in r["message"] and served in r["message"] and "sha256 mismatch" in r["message"]
+    assert served not in blobs(cache)
+
+
+def test_offline_a_corrupt_cache_is_refused(hub, online, offline, tmp_path):
+    """HF_HUB_OFFLINE=1 and a cached weight file that no longer hashes right (a plain Hub repo, checked against the
+    Hub's hash, and a pinned record, checked against its own): refused, deleted, and the message says why."""
+    _, model = publish(hub, "user/offline-rot", tmp_path / "m", seed=17)
+    sha256 = hashlib.sha256((tmp_path / "m" / "model.safetensors").read_bytes()).hexdigest()
+    for name, code in (
+        ("user/offline-rot", ""),
+        ("test-offline-rot", register("test-offline-rot", "user/offline-rot", sha256, model)),
+    ):
+        cache = tmp_path / name.replace("/", "-")
+        assert online.run(code + load(name, cache))["ok"]
+        blob = next(p for p in cache.rglob("blobs/*") if p.name == sha256)
+        data = bytearray(blob.read_bytes())
+        data[-1] ^= 0x01  # still a valid safetensors file, other weights
+        blob.write_bytes(bytes(data))
+        n = len(hub.request_log)
+        r = offline.run(code + load(name, cache))
+        assert r["error"] == "WeightsError", (name, r)
+        assert sha256 in r["message"] and "sha256 mismatch" in r["message"], (name, r)
+        assert not blob.exists() and requests_since(hub, n) == []  # deleted; offline: not one request
 
 
 def test_server_errors_are_retried_or_reported(hub, online, tmp_path):
@@ -265,9 +298,7 @@ def test_hub_down_after_a_download_loads_from_the_cache(hub, online, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ publishing
 def test_push_then_load_back(hub, online, tmp_path):
-    torch.manual_seed(12)
-    model = BAVAE(BAVAEConfig(**TINY))
-    model.save_pretrained(tmp_path / "run")
+    model = save_tiny(tmp_path / "run", seed=12)
     (tmp_path / "run" / "eval.json").write_text(json.dumps({"fid": 42.0}))
     r = online.run(f"result['commit'] = zoo.push({str(tmp_path / 'run')!r}, 'user/pushed').oid")
     assert r["ok"], r.get("traceback")
@@ -279,9 +310,7 @@ def test_push_then_load_back(hub, online, tmp_path):
 
 
 def test_push_to_hub_then_load_back(hub, online, tmp_path):
-    torch.manual_seed(14)
-    model = BAVAE(BAVAEConfig(**TINY))
-    model.save_pretrained(tmp_path / "run")
+    model = save_tiny(tmp_path / "run", seed=14)
     r = online.run(f"BAVAE.from_pretrained({str(tmp_path / 'run')!r}).push_to_hub('user/mixin-pushed')")
     assert r["ok"], r.get("traceback")
     r = online.run(load("user/mixin-pushed", tmp_path / "cache"))
@@ -289,16 +318,18 @@ def test_push_to_hub_then_load_back(hub, online, tmp_path):
 
 
 def test_cli_push(hub, online, hf_home, tmp_path):
-    torch.manual_seed(13)
-    model = BAVAE(BAVAEConfig(**TINY))
-    model.save_pretrained(tmp_path / "run")
-    env = hub.client_env(hf_home)
-    proc = subprocess.run(
-        [sys.executable, "-m", "bavae", "push", str(tmp_path / "run"), "--repo-id", "user/cli", "--branch", "dev"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    model = save_tiny(tmp_path / "run", seed=13)
+    proc = run(
+        sys.executable,
+        "-m",
+        "bavae",
+        "push",
+        tmp_path / "run",
+        "--repo-id",
+        "user/cli",
+        "--branch",
+        "dev",
+        env=hub.client_env(hf_home),
     )
     assert proc.returncode == 0, proc.stderr
     assert "user/cli" in proc.stdout and hub.file_entry("user/cli", "model.safetensors", "dev")

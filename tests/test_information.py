@@ -14,16 +14,13 @@ Run with ``pytest -s tests/test_information.py`` to see the numbers.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 
+import pytest
 import torch
+from helpers import fashion_mnist
 
-sys.path.insert(0, os.path.dirname(__file__))
-from helpers_core import fashion_mnist  # noqa: E402
-
-from bavae import BAVAE, BAVAEConfig  # noqa: E402
+from bavae import BAVAE, BAVAEConfig
 
 ARCH, IMAGE_SIZE, WIDTH, LATENT = "mlp", 28, 8, 16
 STEPS, BATCH, N_TRAIN, N_HELD_OUT = 1000, 64, 4096, 256
@@ -80,7 +77,8 @@ def compare(seed: int, steps: int = STEPS, n_held_out: int = N_HELD_OUT) -> dict
     return out
 
 
-def test_informative_codes_carry_far_more_of_their_input_than_paper_codes():
+@pytest.mark.slow  # 33-57 s on 2 busy cores
+def test_informative_codes_carry_far_more_of_their_input_than_paper_codes(fashion_mnist_dir):
     torch.set_num_threads(1)
     result = compare(seed=0)
     chance = 1 / N_HELD_OUT
@@ -105,22 +103,16 @@ def test_informative_codes_carry_far_more_of_their_input_than_paper_codes():
     # (test_default_model_codes_identify_their_image below).
 
 
-def test_default_model_codes_identify_their_image():
+def test_default_model_codes_identify_their_image(bundled_default, fashion_mnist_dir):
     """The bundled default model (informative objective): two posterior samples of a held-out image are each
     other's nearest codes, and reconstructions are nearest their own input, far above chance (1/256)."""
     import bavae
-    from bavae import zoo
 
-    record = zoo.model_info(zoo.DEFAULT_MODEL)
-    if not (zoo.bundled_root() / record.name / "model.safetensors").is_file():
-        import pytest
-
-        pytest.skip("the default model's weights are not bundled in this checkout")
     torch.set_num_threads(1)
-    model = bavae.load(record.name, device="cpu")
+    model = bavae.load(bundled_default, device="cpu")
     r = retrieval(model, fashion_mnist(N_HELD_OUT, "test", model.config.image_size))
     print(
-        f"\n{record.name}: code retrieval {r['code']:.3f}, reconstruction retrieval {r['recon']:.3f}, "
+        f"\n{bundled_default}: code retrieval {r['code']:.3f}, reconstruction retrieval {r['recon']:.3f}, "
         f"MSE {r['mse']:.4f} (chance {1 / N_HELD_OUT:.4f})"
     )
     assert r["code"] >= 0.9 and r["recon"] >= 0.3, r

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,20 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import gen, images, tiny_config, tiny_model
 
-sys.path.insert(0, os.path.dirname(__file__))
-from helpers_core import gen, images, small_config, small_model  # noqa: E402
-
-from bavae import BAVAE, BAVAEConfig  # noqa: E402
+from bavae import BAVAE, BAVAEConfig
 
 torch.set_num_threads(1)
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "bavae"
-C, S, LATENT = 1, 32, 8
+C, S, LATENT = 1, 32, 4  # helpers.TINY
 
 
 @pytest.fixture(scope="module")
 def model():
-    return small_model(seed=0)
+    return tiny_model(seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +43,7 @@ def test_sample_shapes_and_determinism(model):
 
 
 def test_sample_with_decoder_noise_is_seeded_too():
-    m = small_model(seed=0, decoder_noise_dim=3)
+    m = tiny_model(seed=0, decoder_noise_dim=3)
     a, b = m.sample(4, generator=gen(7)), m.sample(4, generator=gen(7))
     assert torch.equal(a, b)
     z = m.prior_sample(4, generator=gen(8))
@@ -93,13 +90,26 @@ def test_interpolate_endpoints_are_the_reconstructions(model, x):
         model.interpolate(x, x2[:2])
 
 
-def test_kl_estimate_shape_and_finiteness(model, x):
+def test_kl_estimate_is_eq_6_with_the_models_critic(model, x, monkeypatch):
     kl = model.kl_estimate(x, n_samples=16, generator=gen(5))
     assert kl.shape == (3,) and kl.dtype == torch.float32 and torch.isfinite(kl).all()
     assert torch.equal(kl, model.kl_estimate(x, n_samples=16, generator=gen(5)))
     assert model.kl_estimate(x, n_samples=1, generator=gen(5)).shape == (3,)
     with pytest.raises(ValueError, match="n_samples"):
         model.kl_estimate(x, n_samples=0)
+    # With the critic replaced by T(x, z) = |z|^2 / 2, eq. 6 has a closed-form prior term, E_p[exp(-|z|^2/2)] =
+    # 2^(-d/2) for p = N(0, I_d), and a posterior term measured here on the encoder's own samples:
+    # kl_estimate = 1 - E_q[|z|^2 / 2] - 2^(-d/2), image by image.
+    monkeypatch.setattr(model.inference_critic, "score", lambda features, z: 0.5 * z.pow(2).sum(-1))
+    n = 20000
+    got = model.kl_estimate(x, n_samples=n, generator=gen(6))
+    half_sq = 0.5 * model.encode(x, n_samples=n, generator=gen(7)).pow(2).sum(-1)  # other draws of q(z|x)
+    expected = 1 - half_sq.mean(1) - 2 ** (-LATENT / 2)
+    # Monte Carlo error, 5 sd: of the two posterior means and of the prior term (sd of exp(-|z|^2/2) is
+    # sqrt(3^(-d/2) - 2^(-d)))
+    sd = (2 * half_sq.var(1) / n + (3 ** (-LATENT / 2) - 2.0 ** (-LATENT)) / n).sqrt()
+    assert ((got - expected).abs() < 5 * sd).all(), (got, expected, sd)
+    assert (expected - 1 + 2 ** (-LATENT / 2)).abs().min() > 20 * sd.max()  # the posterior term is not negligible
 
 
 def test_decode_rejects_bad_codes(model):
@@ -115,7 +125,7 @@ def test_decode_rejects_bad_codes(model):
 
 # ------------------------------------------------------------------ config round trips
 def test_config_round_trip_through_config_json(tmp_path):
-    config = small_config(
+    config = tiny_config(
         decoder_noise_dim=2,
         critic_width=4,
         prior="uniform",
@@ -136,7 +146,7 @@ def test_config_round_trip_through_config_json(tmp_path):
 
 
 def test_unknown_config_fields_are_rejected(tmp_path):
-    data = small_config().to_dict() | {"dropout": 0.1}
+    data = tiny_config().to_dict() | {"dropout": 0.1}
     with pytest.raises(ValueError, match="dropout"):
         BAVAEConfig.from_dict(data)
     path = tmp_path / "config.json"

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,27 +15,55 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import assert_one_line_error, clean_env, ok, run, save_tiny, tiny_model, weight_distance
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 import bavae
 
-FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
-TINY = ["--width", "8", "--latent-dim", "4", "--posterior-noise-dim", "4", "--batch-size", "8", "--log-every", "1"]
+TINY_ARGS = ["--width", "8", "--latent-dim", "4", "--posterior-noise-dim", "4", "--batch-size", "8", "--log-every", "1"]
+TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
 
 
 def run_train(*args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "bavae.train", *args], capture_output=True, text=True, env=env, timeout=timeout
+    proc = run(sys.executable, "-m", "bavae.train", *args, timeout=timeout)
+    return ok(proc) if check else proc
+
+
+def torchrun(*args: str, nproc: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
+    assert TORCHRUN, "torchrun is installed with torch"
+    return ok(
+        run(
+            TORCHRUN,
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "bavae.train",
+            "--device",
+            "cpu",
+            *args,
+            timeout=timeout,
+        )
     )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path / "model.safetensors"))
+
+
+def saved_step(out: Path) -> int:
+    """The step of the run's checkpoint (training_state.safetensors)."""
+    with safe_open(str(out / "training_state.safetensors"), framework="pt") as f:
+        return json.loads(f.metadata()["bavae_training_state"])["step"]
+
+
+def csv_lines(out: Path) -> list[str]:
+    return (out / "metrics.csv").read_text().splitlines()
+
+
+def logged_steps(out: Path) -> list[int]:
+    return [int(r.split(",")[0]) for r in csv_lines(out)[1:]]
 
 
 def make_folder(root: Path, n: int = 12) -> Path:
@@ -52,8 +81,20 @@ def make_folder(root: Path, n: int = 12) -> Path:
     return root
 
 
-@pytest.mark.skipif(not FASHION.exists(), reason="needs the Debian package dataset-fashion-mnist")
-def test_fashion_mnist_run_writes_a_loadable_model(tmp_path):
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """12 readable photos (and two files that are not): shared, don't modify."""
+    return make_folder(tmp_path_factory.mktemp("data") / "photos")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ------------------------------------------------------------------------------------------------ datasets
+def test_fashion_mnist_run_writes_a_loadable_model(tmp_path, fashion_mnist_dir):
     out = tmp_path / "fm"
     run_train(
         "--dataset",
@@ -68,36 +109,31 @@ def test_fashion_mnist_run_writes_a_loadable_model(tmp_path):
         "3",
         "--checkpoint-every",
         "3",
+        "--sampler-components",
+        "2",
         "--out",
         str(out),
-        *TINY,
+        *TINY_ARGS,
     )
     for name in ("config.json", "model.safetensors", "training_state.safetensors", "metrics.csv"):
         assert (out / name).is_file(), name
     assert sorted(p.name for p in (out / "samples").glob("*.png")) == ["step_0000003.png", "step_0000006.png"]
     assert any(out.glob("events.out.tfevents.*"))
-    rows = (out / "metrics.csv").read_text().strip().splitlines()
-    assert rows[0].startswith("step,") and len(rows) == 7  # header + one row per step
+    assert csv_lines(out)[0].startswith("step,") and logged_steps(out) == [1, 2, 3, 4, 5, 6]
     model = bavae.load(str(out))
     assert model.config.image_size == 32 and model.sample(2).shape == (2, 1, 32, 32)
+    assert model.default_sampler == "gmm"  # fitted on the training codes at the end, saved with the weights
     mode = (out / "model.safetensors").stat().st_mode & 0o777
     assert mode == 0o666 & ~_umask(), oct(mode)  # as open() would make it, not mkstemp's 0600
 
     # the same --out again without --resume: refused in one line, the run left as it was
     before = weights(out)
     proc = run_train(
-        "--dataset", "fashion-mnist", "--steps", "2", "--limit", "64", "--out", str(out), *TINY, check=False
+        "--dataset", "fashion-mnist", "--steps", "2", "--limit", "64", "--out", str(out), *TINY_ARGS, check=False
     )
-    assert proc.returncode == 2 and "already holds a training run" in proc.stderr and f"--resume {out}" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert_one_line_error(proc, "already holds a training run", f"--resume {out}", code=2)
     after = weights(out)
     assert all(torch.equal(before[k], after[k]) for k in before)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def test_dsprites_subset(tmp_path):
@@ -113,9 +149,11 @@ def test_dsprites_subset(tmp_path):
         "2",
         "--limit",
         "32",
+        "--sampler-components",
+        "1",
         "--out",
         str(out),
-        *TINY,
+        *TINY_ARGS,
     )
     assert bavae.load(str(out)).config.image_size == 64
 
@@ -136,22 +174,23 @@ def test_celeba_layout(tmp_path):
         "dcgan",
         "--steps",
         "2",
+        "--sampler-components",
+        "1",
         "--out",
         str(out),
-        *TINY,
+        *TINY_ARGS,
     )
     cfg = bavae.load(str(out)).config
     assert (cfg.image_size, cfg.channels) == (64, 3)
 
 
-def test_folder_with_bad_files_then_finetune(tmp_path):
-    folder = make_folder(tmp_path / "photos")
-    base = tmp_path / "base"
+def test_folder_with_bad_files(tmp_path, photos):
+    out = tmp_path / "run"
     proc = run_train(
         "--dataset",
         "folder",
         "--data-dir",
-        str(folder),
+        str(photos),
         "--arch",
         "mlp",
         "--image-size",
@@ -160,36 +199,79 @@ def test_folder_with_bad_files_then_finetune(tmp_path):
         "3",
         "--steps",
         "2",
+        "--sampler-components",
+        "1",
         "--out",
-        str(base),
-        *TINY,
+        str(out),
+        *TINY_ARGS,
     )
     assert "skipped 2 of 14 files: 1 unreadable (broken.png), 1 not an image (notes.txt)" in proc.stderr  # one line
     assert proc.stderr.count("skipped") == 1
+    cfg = bavae.load(str(out)).config
+    assert (cfg.arch, cfg.image_size, cfg.channels) == ("mlp", 32, 3)
 
-    # --init: fine-tuning keeps the config and changes the weights
+
+# ------------------------------------------------------------------------------------------------ fine-tuning
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> Path:
+    """A tiny model drawn with seed 123: not what a run seeded 0 would draw for itself."""
+    folder = tmp_path_factory.mktemp("init") / "pretrained"
+    save_tiny(folder, seed=123)
+    return folder
+
+
+def test_finetuning_zero_steps_gives_back_the_init_weights(tmp_path, photos, pretrained):
+    """`--init` with no step taken: the saved model is the pretrained one, tensor for tensor (steps=0 is not a
+    command-line value, so the run is started through bavae.train's own entry point)."""
+    out = tmp_path / "zero"
+    code = (
+        "from bavae.train import TrainConfig, train\n"
+        f"train(TrainConfig(dataset='folder', data_dir={str(photos)!r}, init={str(pretrained)!r}, steps=0, "
+        f"batch_size=4, sampler_components=0, sample_every=0, device='cpu', out={str(out)!r}))"
+    )
+    ok(run(sys.executable, "-c", code))
+    init, saved = weights(pretrained), weights(out)
+    assert init.keys() == saved.keys()
+    assert all(torch.equal(init[k], saved[k]) for k in init), [k for k in init if not torch.equal(init[k], saved[k])]
+
+
+def test_finetuning_starts_from_the_init_weights(tmp_path, photos, pretrained):
     tuned = tmp_path / "tuned"
     run_train(
         "--dataset",
         "folder",
         "--data-dir",
-        str(folder),
+        str(photos),
         "--init",
-        str(base),
+        str(pretrained),
         "--steps",
         "3",
         "--out",
         str(tuned),
         "--batch-size",
-        "8",
-    )  # (--width here is refused: the model's config wins, see tests/bad_inputs.py)
-    assert json.loads((tuned / "config.json").read_text()) == json.loads((base / "config.json").read_text())
-    before, after = weights(base), weights(tuned)
-    assert before.keys() == after.keys()
-    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+        "4",  # (a --width here is refused: the model's config wins, see tests/bad_inputs.py)
+        "--sampler-components",
+        "0",
+        "--sample-every",
+        "0",
+    )
+    assert json.loads((tuned / "config.json").read_text()) == json.loads((pretrained / "config.json").read_text())
+    init, after = weights(pretrained), weights(tuned)
+    assert init.keys() == after.keys()
+    assert any(not torch.equal(init[k], after[k]) for k in init if k.startswith("decoder."))  # it trained
+    # 3 small steps from the pretrained weights stay near them; a run that re-initialised would be as far from them
+    # as any fresh model is (seed 0 is the run's own seed)
+    fresh = tiny_model(seed=0).state_dict()
+    nets = ("encoder.", "decoder.", "inference_critic.", "generative_critic.")
+    assert weight_distance(after, init, nets) < 0.2 * weight_distance(after, fresh, nets), (
+        weight_distance(after, init, nets),
+        weight_distance(after, fresh, nets),
+    )
 
 
-def test_kill_9_then_resume_is_bit_identical(tmp_path):
+# ------------------------------------------------------------------------------------------------ resume
+@pytest.mark.slow  # 26-28 s on 2 busy cores
+def test_kill_9_then_resume_continues_and_is_bit_identical(tmp_path):
     args = [
         "--dataset",
         "folder",
@@ -202,48 +284,51 @@ def test_kill_9_then_resume_is_bit_identical(tmp_path):
         "--channels",
         "1",
         "--steps",
-        "300",
+        "200",
         "--checkpoint-every",
         "5",
         "--sample-every",
         "0",
-        *TINY,
+        "--sampler-components",
+        "1",
+        *TINY_ARGS,
     ]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     run_train(*args, "--out", str(straight))
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "bavae.train", *args, "--out", str(killed)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=env,
+        env=clean_env(),
     )
-    state = killed / "training_state.safetensors"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:  # kill it mid-run, after a checkpoint past step 0
-        if (
-            state.exists()
-            and (killed / "metrics.csv").exists()
-            and len((killed / "metrics.csv").read_text().splitlines()) > 30
-        ):
+        if (killed / "metrics.csv").exists() and len(csv_lines(killed)) > 30:
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the run finished before it could be killed; make it longer"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    n = saved_step(killed)
+    assert 0 < n < 200, n
+    before = csv_lines(killed)[: n + 1]  # the header and the rows of steps 1..n, as the killed run wrote them
 
     run_train("--resume", str(killed))
     assert not list(killed.glob(".*.tmp")), "a finished run leaves no temporary files"
+    # it went on from step n: the rows of steps 1..n are the killed run's, byte for byte (their images_per_s is
+    # a timing, so a run that trained those steps again would have written other rows), and no step is missing
+    # or logged twice
+    assert csv_lines(killed)[: n + 1] == before
+    assert logged_steps(killed) == list(range(1, 201)) and saved_step(killed) == 200
     a, b = weights(straight), weights(killed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from an uninterrupted run"
-    state_a, state_b = load_file(str(straight / "training_state.safetensors")), load_file(str(state))
+    state_a, state_b = (load_file(str(p / "training_state.safetensors")) for p in (straight, killed))
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a if k.startswith(("model.", "opt_")))
-    steps = [int(r.split(",")[0]) for r in (killed / "metrics.csv").read_text().splitlines()[1:]]
-    assert steps == sorted(set(steps)) and steps[-1] == 300  # no duplicated rows after the resume
 
 
+# ------------------------------------------------------------------------------------------------ errors, guard
 def test_bad_options_exit_2_with_one_line(tmp_path):
     cases = [
         ["--dataset", "imagenet"],
@@ -257,21 +342,19 @@ def test_bad_options_exit_2_with_one_line(tmp_path):
         ["--dataset", "folder", "--data-dir", str(tmp_path / "empty"), "--steps", "1", "--out", str(tmp_path / "o")]
     )
     for args in cases:
-        proc = run_train(*args, check=False)
-        assert proc.returncode == 2, (args, proc.stderr)
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        assert "Traceback" not in proc.stderr and len(lines) == 1 and "error" in lines[0], (args, proc.stderr)
+        assert_one_line_error(run_train(*args, check=False), code=2)
 
 
-def test_divergence_guard_restores_then_gives_up(tmp_path):
+def test_divergence_guard_restores_then_gives_up(tmp_path, photos):
     """An absurd threshold makes every step 'diverge': the guard restores, halves the lr, then stops clearly."""
-    folder = make_folder(tmp_path / "photos")
     out = tmp_path / "div"
+    config = tmp_path / "guard.json"
+    config.write_text(json.dumps({"max_critic_value": 1e-9, "max_recoveries": 2}))
     proc = run_train(
         "--dataset",
         "folder",
         "--data-dir",
-        str(folder),
+        str(photos),
         "--arch",
         "mlp",
         "--image-size",
@@ -283,78 +366,73 @@ def test_divergence_guard_restores_then_gives_up(tmp_path):
         "--out",
         str(out),
         "--config",
-        str(_config(tmp_path)),
-        *TINY,
+        str(config),
+        *TINY_ARGS,
         check=False,
     )
     assert proc.returncode == 2
     assert proc.stderr.count("diverged (") == 2 and "learning rates x0.25" in proc.stderr
     assert "diverged 3 times" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()  # it gave up before a checkpoint past step 0: nothing worth resuming is left
-    header = (out / "metrics.csv").read_text().splitlines()[0] if (out / "metrics.csv").exists() else ""
+    header = csv_lines(out)[0] if (out / "metrics.csv").exists() else ""
     assert "recovery" not in header  # recoveries go to stderr and TensorBoard; the CSV keeps the full columns
 
 
-def _config(tmp_path: Path) -> Path:
-    path = tmp_path / "guard.json"
-    path.write_text(json.dumps({"max_critic_value": 1e-9, "max_recoveries": 2}))
-    return path
-
-
-def test_torchrun_two_cpu_processes(tmp_path):
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-    assert torchrun, "torchrun is installed with torch"
+# ------------------------------------------------------------------------------------------------ torchrun
+@pytest.mark.slow  # 25 s on 2 busy cores
+def test_torchrun_batch_size_is_per_process_and_resume_goes_on(tmp_path):
+    """docs/training.md: --batch-size is per process, so 2 processes at --batch-size 4 take 8 images a step and an
+    epoch of 32 images is 4 steps (it would be 8 if the 4 were shared out). Then --resume under torchrun goes on
+    from step 4, keeping the rows written before."""
     out = tmp_path / "ddp"
-    folder = make_folder(tmp_path / "photos", n=16)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [
-            torchrun,
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "bavae.train",
-            "--device",
-            "cpu",
-            "--dataset",
-            "folder",
-            "--data-dir",
-            str(folder),
-            "--arch",
-            "mlp",
-            "--image-size",
-            "28",
-            "--channels",
-            "1",
-            "--steps",
-            "3",
-            "--out",
-            str(out),
-            *TINY,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=240,
+    folder = make_folder(tmp_path / "photos", n=32)
+    common = ["--sample-every", "0", "--sampler-components", "1", "--log-every", "1"]
+    torchrun(
+        "--dataset",
+        "folder",
+        "--data-dir",
+        str(folder),
+        "--arch",
+        "mlp",
+        "--image-size",
+        "28",
+        "--channels",
+        "1",
+        "--width",
+        "8",
+        "--latent-dim",
+        "4",
+        "--posterior-noise-dim",
+        "4",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        *common,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert logged_steps(out) == [1, 2, 3, 4] and saved_step(out) == 4  # logged once (rank 0), 32 // (2 x 4) steps
+    assert json.loads((out / "train_config.json").read_text())["batch_size"] == 4
+    before = csv_lines(out)
+    assert torch.isfinite(bavae.load(str(out)).sample(2)).all()
+
+    torchrun("--resume", str(out), "--epochs", "2", *common)
+    assert logged_steps(out) == list(range(1, 9)) and saved_step(out) == 8
+    assert csv_lines(out)[:5] == before  # steps 1-4 as the first launch wrote them: not trained again
     assert bavae.load(str(out)).sample(1).shape == (1, 1, 28, 28)
-    assert len(list(out.glob("model.safetensors"))) == 1
 
 
-def test_two_nodes_through_the_c10d_rendezvous(tmp_path):
+@pytest.mark.slow  # 18 s on 2 busy cores
+def test_two_nodes_through_the_c10d_rendezvous(tmp_path, fashion_mnist_dir):
     """Multi-node training as docs/training.md shows it: two torchrun agents (two "nodes", one process each) meet
     through torchrun's c10d rendezvous on 127.0.0.1 and train one model with gloo."""
-    import socket
-
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     with socket.socket() as s:  # a free port for the rendezvous store
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "multinode"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
     cmd = [
-        torchrun,
+        TORCHRUN,
         "--nnodes",
         "2",
         "--nproc-per-node",
@@ -385,15 +463,15 @@ def test_two_nodes_through_the_c10d_rendezvous(tmp_path):
         "1",
         "--out",
         str(out),
-        *TINY,
+        *TINY_ARGS,
     ]
+    env = clean_env(MASTER_ADDR="127.0.0.1")
     nodes = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)
     ]
     results = [node.communicate(timeout=240) for node in nodes]
     for node, (_, err) in zip(nodes, results):
         assert node.returncode == 0, err[-3000:]
-    rows = (out / "metrics.csv").read_text().splitlines()
-    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]  # one run of 4 steps, logged once (rank 0)
+    assert logged_steps(out) == [1, 2, 3, 4]  # one run of 4 steps, logged once (rank 0)
     assert json.loads((out / "train_config.json").read_text())["steps"] == 4
     assert torch.isfinite(bavae.load(str(out)).sample(2)).all()

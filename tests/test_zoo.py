@@ -5,37 +5,23 @@ Bundled weights are stood in for by tiny models in a tmp folder that BAVAE_WEIGH
 """
 
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 
 import pytest
 import torch
+from helpers import clean_env, run, same_weights, save_tiny, tiny_model
+from hub_server import HubServer
 
 import bavae
 from bavae import zoo
-from bavae.model import BAVAE, BAVAEConfig, WeightsError, sha256_file
-
-try:
-    from hub_server import HubServer
-except ImportError:  # tests/ imported as a package
-    from tests.hub_server import HubServer
-
-TINY = dict(width=4, latent_dim=4, posterior_noise_dim=4)
+from bavae.model import BAVAEConfig, WeightsError, sha256_file
 
 
-def save_tiny(folder, seed: int) -> BAVAE:
-    torch.manual_seed(seed)
-    model = BAVAE(BAVAEConfig(**TINY))
-    model.save_pretrained(folder)
-    return model
-
-
-def same_weights(a: BAVAE, b: BAVAE) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+def same_config(a: dict, b: dict) -> bool:
+    """The same model config once defaults are filled in (a config.json written before a field existed omits it)."""
+    return BAVAEConfig.from_dict(a) == BAVAEConfig.from_dict(b)
 
 
 @pytest.fixture
@@ -110,23 +96,19 @@ def test_celeba_record():
     assert zoo.publish_command(r) == "bavae push runs/celeba64 --repo-id USER/bavae-celeba64"
 
 
-def test_default_model_is_bundled_and_matches_its_record(monkeypatch):
-    monkeypatch.delenv(zoo.WEIGHTS_DIR_ENV, raising=False)
-    r = zoo.model_info(zoo.DEFAULT_MODEL)
+def test_default_model_is_bundled_and_matches_its_record(bundled_default):
+    r = zoo.model_info(bundled_default)
     folder = zoo.bundled_root() / r.name
     assert r.bundled and (r.config["image_size"], r.config["channels"]) == (32, 1)
-    if not (folder / "model.safetensors").is_file():
-        pytest.skip(f"{folder} has no weights yet")
     assert sha256_file(folder / "model.safetensors") == r.sha256  # the record is the source of truth
-    assert json.loads((folder / "config.json").read_text()) == r.config
+    assert same_config(json.loads((folder / "config.json").read_text()), r.config)
     assert (folder / "README.md").is_file()
     model = bavae.load(r.name, device="cpu")
     assert not model.training and model.sample(2).shape == (2, 1, 32, 32)
 
 
-def test_every_bundled_model_matches_its_record(monkeypatch):
+def test_every_bundled_model_matches_its_record():
     """The five shipped models: hash, config, card with metrics and the command, size, and they load and sample."""
-    monkeypatch.delenv(zoo.WEIGHTS_DIR_ENV, raising=False)
     bundled = [n for n in zoo.list_models() if zoo.model_info(n).bundled]
     assert {
         "bavae-fashionmnist32",
@@ -140,7 +122,7 @@ def test_every_bundled_model_matches_its_record(monkeypatch):
         folder = zoo.bundled_root() / name
         weights = folder / "model.safetensors"
         assert sha256_file(weights) == r.sha256, name
-        assert json.loads((folder / "config.json").read_text()) == r.config, name
+        assert same_config(json.loads((folder / "config.json").read_text()), r.config), name
         assert r.size_mb == pytest.approx(weights.stat().st_size / 1e6, abs=0.01), name
         card = (folder / "README.md").read_text()
         assert r.train_command in card and "![samples](samples.png)" in card, name
@@ -156,7 +138,6 @@ def test_every_bundled_model_matches_its_record(monkeypatch):
 
 
 def test_bundled_root_is_overridable(monkeypatch, tmp_path):
-    monkeypatch.delenv(zoo.WEIGHTS_DIR_ENV, raising=False)
     assert (zoo.bundled_root() / "__init__.py").is_file()  # the installed bavae.weights package
     monkeypatch.setenv(zoo.WEIGHTS_DIR_ENV, str(tmp_path))
     assert zoo.bundled_root() == tmp_path
@@ -217,14 +198,30 @@ def test_local_folder_errors(tmp_path):
         bavae.load(str(tmp_path / "file.txt"))
 
 
+def test_local_folders_are_loaded_as_they_are(tmp_path):
+    """README: a local folder has no reference hash (it is the user's own run), so it is not sha256-checked: edited
+    weights load as edited. A damaged file still fails, in one line, naming the file."""
+    folder = tmp_path / "mine"
+    model = save_tiny(folder, seed=0)
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # one bit of the last tensor: another valid safetensors file
+    weights.write_bytes(bytes(data))
+    loaded = bavae.load(folder, device="cpu")
+    changed = [k for k in model.state_dict() if not torch.equal(model.state_dict()[k], loaded.state_dict()[k])]
+    assert len(changed) == 1, changed
+    weights.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(WeightsError, match="not a readable safetensors file") as e:
+        bavae.load(folder, device="cpu")
+    assert str(weights) in str(e.value) and len(str(e.value).splitlines()) == 1
+
+
 def test_celeba_offline_error_says_how_to_make_the_weights(tmp_path):
     code = (
         "import sys, bavae\ntry:\n    bavae.load('bavae-celeba64')\nexcept bavae.zoo.WeightsUnavailableError as e:\n"
         "    print(e); print('torch' in sys.modules)"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1")
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    proc = run(sys.executable, "-c", code, env=clean_env(tmp_path / "hf", HF_HUB_OFFLINE="1"), timeout=60)
     message, torch_loaded = proc.stdout.strip().splitlines()
     assert "not available offline" in message and "bavae-celeba64" in message
     assert zoo.model_info("bavae-celeba64").train_command in message
@@ -244,7 +241,7 @@ def test_model_card_metadata_and_text():
     assert {r.metric_type: r.metric_value for r in data.eval_results} == {"fid": 12.5, "mse": 0.01}
     assert "bavae.load('bavae-celeba64')" in card.text and record.train_command in card.text
     assert "![samples](samples.png)" in card.text
-    card = zoo.model_card(BAVAE(BAVAEConfig(**TINY)), {}, repo_id="user/tiny", dataset="fashion-mnist")
+    card = zoo.model_card(tiny_model(), {}, repo_id="user/tiny", dataset="fashion-mnist")
     assert "bavae.load('user/tiny')" in card.text and card.data.datasets == ["zalando-datasets/fashion_mnist"]
 
 

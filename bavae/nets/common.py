@@ -118,8 +118,18 @@ class PairCritic(nn.Module):
         self.from_image = nn.Linear(feature_dim, hidden)
         self.from_code = nn.Linear(hidden, hidden, bias=False)
         self.head = nn.Sequential(act(), nn.Linear(hidden, hidden), act(), nn.Linear(hidden, 1))
+        self._spectral_norm = spectral_norm
         if spectral_norm:
             apply_spectral_norm(self)
+
+    def add_sample_head(self) -> None:
+        """An image-only score s(x) on the same image features (the objective's ``sample`` term)."""
+        head = nn.Linear(self.from_image.in_features, 1)
+        self.sample_head = nn.utils.parametrizations.spectral_norm(head) if self._spectral_norm else head
+
+    def sample_score(self, features: torch.Tensor) -> torch.Tensor:
+        """Scores of shape (N,) of images alone, given image_features(x); float32 like :meth:`score`."""
+        return self.sample_head(features).squeeze(-1).float()
 
     def borrow_trunk(self, owner: PairCritic) -> None:
         """Score on ``owner``'s image trunk instead of an own one: one trunk, two heads. One trunk pass over a batch

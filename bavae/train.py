@@ -420,15 +420,6 @@ def train(cfg: TrainConfig) -> Path:
         model.load_state_dict({k: v for k, v in init_model.state_dict().items() if not k.startswith("latent_sampler.")})
         del init_model
     model.to(device).train()
-    if master and cfg.init and not resuming and model_config.channels == 1 and cfg.dataset == "folder":
-        from .images import looks_colour
-
-        if looks_colour(getattr(dataset, "files", [])):
-            print(
-                f"bavae train: --init {cfg.init} is a grayscale model: the pictures of {cfg.data_dir} will be "
-                "converted to grayscale (to keep their colour, start from a colour model: --init bavae-emoji64)",
-                file=sys.stderr,
-            )
     # --batch-size is per process (as in nanoGPT-style loops): a step of N processes takes N x --batch-size images
     global_batch = cfg.batch_size * world
     if cfg.batch_size < 2:  # the information and marginal terms compare the images of a batch with each other
@@ -442,10 +433,20 @@ def train(cfg: TrainConfig) -> Path:
         )
     # a step takes critic_steps batches (the encoder/decoder reuse the last one)
     total_steps = math.ceil(cfg.epochs * batches_per_epoch / cfg.critic_steps) if cfg.epochs else cfg.steps
+    if master and cfg.init and not resuming and model_config.channels == 1 and cfg.dataset == "folder":
+        from .images import looks_colour
+
+        if looks_colour(getattr(dataset, "files", [])):
+            print(
+                f"bavae train: --init {cfg.init} is a grayscale model: the pictures of {cfg.data_dir} will be "
+                "converted to grayscale (to keep their colour, start from a colour model: --init bavae-emoji64)",
+                file=sys.stderr,
+            )
     if master and not resuming:  # what is about to happen, in one line (a run of the default 10,000 steps is long)
         epochs = total_steps * cfg.critic_steps / batches_per_epoch
         print(
-            f"bavae train: {total_steps:,} steps of batch {cfg.batch_size} ({epochs:.3g} epochs of "
+            f"bavae train: {total_steps:,} steps of batch {cfg.batch_size}{f' x {world} processes' if world > 1 else ''} "
+            f"({epochs:.3g} epochs of "
             f"{len(dataset):,} images) into {out}; --steps, --epochs or --max-minutes change that",
             file=sys.stderr,
         )

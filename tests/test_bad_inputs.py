@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bad_inputs import CASES, make_sandbox, run_matrix, sandbox_env  # tests/ is on sys.path, as for helpers_core
+from bad_inputs import CASES, make_sandbox, run_matrix, sandbox_env  # tests/ is on sys.path, as for helpers
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,7 @@ def matrix(tmp_path_factory):
     return {r.case.id: r for r in run_matrix(root, CASES)}
 
 
+@pytest.mark.slow  # the table runs once for all its rows: 25-45 s on 2 busy cores (each row then takes no time)
 @pytest.mark.parametrize("case", [c.id for c in CASES])
 def test_bad_input_is_refused_in_one_line(matrix, case):
     r = matrix[case]

@@ -26,13 +26,12 @@ from bavae.train import game_step
 
 # name -> (config overrides, precision). "first release": the recipe before the sample-quality work.
 SETUPS = {
-    "bavae first release (2 trunks, posterior fakes, fp32)": (
-        dict(shared_critic_trunk=False, objective_weights={"prior_fakes": 0.0}),
-        "fp32",
-    ),
-    "bavae shared trunk, prior fakes, fp32": (dict(shared_critic_trunk=True), "fp32"),
-    "bavae shipped (shared trunk, prior fakes, bf16)": (dict(shared_critic_trunk=True), "bf16"),
+    "bavae first release (2 critic trunks, fp32)": (dict(shared_critic_trunk=False), "fp32"),
+    "bavae shared critic trunk, fp32": (dict(shared_critic_trunk=True), "fp32"),
+    "bavae shipped (shared critic trunk, bf16)": (dict(shared_critic_trunk=True), "bf16"),
 }
+# --extras: the shipped setup with one more change each
+EXTRAS = ("channels_last", "compile", "prior_fakes", "sample")
 
 
 class GaussianVAE(nn.Module):
@@ -73,6 +72,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--extras", default="", help=f"comma-separated, from {EXTRAS}: the shipped setup plus one change")
     args = p.parse_args()
 
     device = torch.device(args.device)
@@ -99,12 +99,24 @@ def main() -> None:
                 vae_step(vae, opt, x)
 
         runs[f"gaussian vae {precision}"] = run_vae
-    for name, (overrides, precision) in SETUPS.items():
+    setups = dict(SETUPS)
+    for extra in filter(None, args.extras.split(",")):
+        weights = {"prior_fakes": {"prior_fakes": 0.5}, "sample": {"prior_fakes": 0.5, "sample": 1.0}}.get(extra, {})
+        setups[f"bavae shipped + {extra}"] = (dict(shared_critic_trunk=True, objective_weights=weights), "bf16")
+    for name, (overrides, precision) in setups.items():
         torch.manual_seed(0)
         model = BAVAE(dataclasses.replace(base, **overrides)).to(device).train()
+        xs = x
+        if name.endswith("channels_last"):
+            model, xs = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        if name.endswith("compile"):  # as `bavae train --compile` does: the heavy sub-networks, in place
+            for net in (model.encoder.trunk, model.decoder.body, model.inference_critic.image_trunk):
+                net.compile()
         opt_c = torch.optim.Adam(model.critic_parameters(), 2e-4, betas=(0.5, 0.999))
         opt_ae = torch.optim.Adam(model.autoencoder_parameters(), 2e-4, betas=(0.5, 0.999))
-        runs[name] = lambda m=model, c=opt_c, a=opt_ae, pr=precision: game_step(m, [x], c, a, autocast=autocast(pr))
+        runs[name] = lambda m=model, c=opt_c, a=opt_ae, pr=precision, xs=xs: game_step(
+            m, [xs], c, a, autocast=autocast(pr)
+        )
 
     def timed(fn) -> float:
         if device.type == "cuda":

@@ -115,6 +115,8 @@ class BAVAEConfig:
     objective: str = "informative"  # a name from bavae.objectives.OBJECTIVES
     objective_weights: dict[str, float] = field(default_factory=dict)  # overrides of the named objective's weights
     sampler: dict[str, Any] | None = None  # a fitted latent sampler, e.g. {"kind": "gmm", "components": 10}
+    # what sample() draws from unless told: "auto" = the fitted sampler if any, else the prior; or "prior"/"gmm"
+    default_sampler: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("image_size", "channels", "latent_dim", "posterior_noise_dim", "width"):
@@ -150,6 +152,15 @@ class BAVAEConfig:
         except ValueError as e:
             raise ValueError(f"config.objective_weights: {e}") from None
         samplers.check_sampler_config(self.sampler, self.latent_dim)
+        if self.default_sampler not in ("auto", "prior", *samplers.SAMPLER_KINDS):
+            raise ValueError(
+                f"config.default_sampler must be 'auto', 'prior' or one of {list(samplers.SAMPLER_KINDS)}, "
+                f"got {self.default_sampler!r}"
+            )
+        if self.default_sampler in samplers.SAMPLER_KINDS and (self.sampler or {}).get("kind") != self.default_sampler:
+            raise ValueError(
+                f"config.default_sampler is {self.default_sampler!r} but config.sampler is {self.sampler!r}"
+            )
 
     @property
     def weights(self) -> objectives.ObjectiveWeights:
@@ -314,7 +325,10 @@ class BAVAE(
     # ---- latent samplers ----
     @property
     def default_sampler(self) -> str:
-        """The sampler :meth:`sample` uses unless told: the fitted one when there is one, else the prior."""
+        """The sampler :meth:`sample` uses unless told: ``config.default_sampler``, where "auto" means the fitted
+        one when there is one, else the prior."""
+        if self.config.default_sampler != "auto":
+            return self.config.default_sampler
         return "prior" if self.latent_sampler is None else self.config.sampler["kind"]
 
     def sample_codes(self, n: int, sampler: str = "auto", generator: torch.Generator | None = None) -> torch.Tensor:
@@ -340,7 +354,9 @@ class BAVAE(
     def set_latent_sampler(self, sampler: samplers.GaussianMixtureSampler | None) -> None:
         """Attach a fitted sampler (or remove it with None); the config records it, so it is saved and loaded."""
         self.latent_sampler = None if sampler is None else sampler.to(self.device)
-        self.config = dataclasses.replace(self.config, sampler=None if sampler is None else sampler.config)
+        self.config = dataclasses.replace(
+            self.config, sampler=None if sampler is None else sampler.config, default_sampler="auto"
+        )
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, sampler: str = "auto") -> torch.Tensor:

@@ -14,6 +14,7 @@ file, is the source of truth: the tests compare the two).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -118,6 +119,13 @@ def main() -> None:
         **measure(model, dataset, data_dir),
         **(json.loads(Path(args.metrics).read_text()) if args.metrics else {}),
     }
+    if metrics.get("fid_prior", float("inf")) < metrics.get("fid_gmm", float("inf")):
+        # the card's numbers decide the default path: here the prior draws better samples than the mixture
+        model.config = dataclasses.replace(model.config, default_sampler="prior")
+        text = json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n"
+        atomic_write(out / "config.json", lambda p: Path(p).write_text(text))
+        save_grid(model.sample(64, generator=torch.Generator().manual_seed(0)), out / "samples.png", 8)
+        metrics["fid"] = metrics["fid_prior"]
     print(json.dumps(metrics, indent=2))
     record = zoo.model_info(args.name) if args.name in zoo.list_models() else None
     if record is not None:

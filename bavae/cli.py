@@ -235,6 +235,13 @@ def _options(*names: str):
             default=None,
             help="Output format; default: from the suffix of --out.",
         ),
+        "dataset": click.option(
+            "--dataset",
+            type=click.Choice(["fashion-mnist", "dsprites", "celeba", "folder"]),
+            default=None,
+            help="The data. Default: the model's own (zoo record or train_config.json), else fashion-mnist.",
+        ),
+        "data_dir": click.option("--data-dir", default=None, help="Dataset folder (as for `bavae train`)."),
     }
 
     def decorate(f):
@@ -495,13 +502,7 @@ def _read_codes(codes_file: str):
 
 @cli.command("eval")
 @click.argument("model", default=DEFAULT_MODEL, metavar="NAME_OR_DIR")
-@click.option(
-    "--dataset",
-    type=click.Choice(["fashion-mnist", "dsprites", "celeba", "folder"]),
-    default=None,
-    help="Test data. Default: the model's own (zoo record or train_config.json), else fashion-mnist.",
-)
-@click.option("--data-dir", default=None, help="Dataset folder (as for `bavae train`).")
+@_options("dataset", "data_dir")
 @click.option(
     "--n-samples", type=click.IntRange(100, 200000), default=10000, show_default=True, help="Generated images for FID."
 )
@@ -560,13 +561,7 @@ def _model_dataset(model: str) -> str:
 
 @cli.command("fit-sampler")
 @click.argument("model", metavar="NAME_OR_DIR")
-@click.option(
-    "--dataset",
-    type=click.Choice(["fashion-mnist", "dsprites", "celeba", "folder"]),
-    default=None,
-    help="Training data whose codes the sampler fits. Default: the model's own (zoo record or train_config.json).",
-)
-@click.option("--data-dir", default=None, help="Dataset folder (as for `bavae train`).")
+@_options("dataset", "data_dir")
 @click.option(
     "--components", type=click.IntRange(1, 1024), default=10, show_default=True, help="Gaussian-mixture components."
 )

@@ -22,28 +22,10 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none)"),
 ]
 
-TINY = [
-    "--dataset",
-    "fashion-mnist",
-    "--limit",
-    "512",
-    "--width",
-    "8",
-    "--latent-dim",
-    "4",
-    "--posterior-noise-dim",
-    "4",
-    "--batch-size",
-    "32",
-    "--log-every",
-    "1",
-    "--sample-every",
-    "0",
-    "--sampler-components",
-    "2",
-    "--device",
-    "cuda",
-]
+TINY = (
+    "--dataset fashion-mnist --limit 512 --width 8 --latent-dim 4 --posterior-noise-dim 4 --batch-size 32 "
+    "--log-every 1 --sample-every 0 --sampler-components 2 --device cuda"
+).split()
 
 
 def train(*args: str, launcher: list[str] | None = None, timeout: float = 400) -> subprocess.CompletedProcess:

@@ -260,6 +260,18 @@ class MetricsLog:
 
 
 # ------------------------------------------------------------------------------------------------ one step
+def optimizers(model, lr: float, critic_lr: float, betas: tuple[float, float], device) -> tuple:
+    """Adam for each side of the game: (critics, encoder + decoder). Fused kernels on the CPU and CUDA: one step
+    of both is 1.8 ms instead of 10 on one CPU core (the per-parameter loop runs ~10 small ops per tensor)."""
+    import torch
+
+    fused = {"fused": True} if torch.device(device).type in ("cpu", "cuda") else {}
+    return (
+        torch.optim.Adam(model.critic_parameters(), lr=critic_lr, betas=betas, **fused),
+        torch.optim.Adam(model.autoencoder_parameters(), lr=lr, betas=betas, **fused),
+    )
+
+
 def game_step(model, batches: list, opt_critic, opt_autoencoder, *, autocast=None, scalers=None, sync=None):
     """One step of the game (eq. 19): a critic update per batch, then one encoder/decoder update on the last batch.
 
@@ -473,9 +485,7 @@ def train(cfg: TrainConfig) -> Path:
                 index += 1
 
     # ---- optimisers: one per side of the game ----
-    betas = (cfg.beta1, cfg.beta2)
-    opt_critic = torch.optim.Adam(model.critic_parameters(), lr=cfg.critic_lr, betas=betas)
-    opt_ae = torch.optim.Adam(model.autoencoder_parameters(), lr=cfg.lr, betas=betas)
+    opt_critic, opt_ae = optimizers(model, cfg.lr, cfg.critic_lr, (cfg.beta1, cfg.beta2), device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)  # the EMA copy is what gets saved as the model
     step, lr_scale, recoveries = 0, 1.0, 0
     cpu_before = 0.0  # CPU seconds this run spent before the checkpoint it resumed from (rank 0's process)

@@ -48,7 +48,7 @@ from bavae.nets import NetSpec
 from bavae.nets.common import conv_stages, hidden_dim
 from bavae.nets.dcgan import dcgan_decoder, image_trunk
 from bavae.samplers import GaussianMixtureSampler
-from bavae.train import game_step
+from bavae.train import game_step, optimizers
 
 try:
     from pythae.models import (
@@ -140,8 +140,7 @@ def build(kind: str) -> tuple[nn.Module, callable, callable]:
     """(model, step(x), encode(x) -> codes for the mixture) for one kind; its optimisers live in the step."""
     if kind == "bavae":
         model = BAVAE(RECIPE["config"])
-        opt_c = torch.optim.Adam(model.critic_parameters(), lr=RECIPE["lr"], betas=RECIPE["betas"])
-        opt_ae = torch.optim.Adam(model.autoencoder_parameters(), lr=RECIPE["lr"], betas=RECIPE["betas"])
+        opt_c, opt_ae = optimizers(model, RECIPE["lr"], RECIPE["lr"], RECIPE["betas"], "cpu")
         autocast = torch.autocast("cpu", dtype=torch.bfloat16) if RECIPE["precision"] == "bf16" else None
         return model, lambda x: game_step(model, [x], opt_c, opt_ae, autocast=autocast), model.encoder
     common = dict(input_dim=(1, 32, 32), latent_dim=16)

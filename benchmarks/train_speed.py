@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from bavae import BAVAE, BAVAEConfig, nets
 from bavae.nets.common import hidden_dim
-from bavae.train import game_step
+from bavae.train import game_step, optimizers
 
 # name -> (config overrides, precision). "first release": the recipe before the sample-quality work.
 SETUPS = {
@@ -112,8 +112,7 @@ def main() -> None:
         if name.endswith("compile"):  # as `bavae train --compile` does: the heavy sub-networks, in place
             for net in (model.encoder.trunk, model.decoder.body, model.inference_critic.image_trunk):
                 net.compile()
-        opt_c = torch.optim.Adam(model.critic_parameters(), 2e-4, betas=(0.5, 0.999))
-        opt_ae = torch.optim.Adam(model.autoencoder_parameters(), 2e-4, betas=(0.5, 0.999))
+        opt_c, opt_ae = optimizers(model, 2e-4, 2e-4, (0.5, 0.999), device)
         runs[name] = lambda m=model, c=opt_c, a=opt_ae, pr=precision, xs=xs: game_step(
             m, [xs], c, a, autocast=autocast(pr)
         )

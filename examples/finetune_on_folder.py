@@ -1,8 +1,8 @@
 """Fine-tune a pretrained model on your own folder of pictures, then sample from the result.
 
-    python examples/finetune_on_folder.py PHOTOS_DIR [--init bavae-fashionmnist32] [--steps 500] [--out runs/mine]
+    python examples/finetune_on_folder.py PHOTOS_DIR [--init bavae-emoji64] [--steps 500] [--out runs/mine]
 
-The same as `bavae train --dataset folder --data-dir PHOTOS_DIR --init bavae-fashionmnist32 ...`: pictures of any
+The same as `bavae train --dataset folder --data-dir PHOTOS_DIR --init bavae-emoji64 ...`: pictures of any
 size and mode are converted to the model's channels and size; unreadable files are skipped and counted.
 """
 
@@ -14,7 +14,7 @@ import bavae
 
 parser = argparse.ArgumentParser()
 parser.add_argument("data_dir")
-parser.add_argument("--init", default="bavae-fashionmnist32")
+parser.add_argument("--init", default="bavae-emoji64")
 parser.add_argument("--steps", type=int, default=500)
 parser.add_argument("--batch-size", type=int, default=64)
 parser.add_argument("--out", default="runs/finetuned")

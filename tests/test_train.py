@@ -475,3 +475,26 @@ def test_two_nodes_through_the_c10d_rendezvous(tmp_path, fashion_mnist_dir):
     assert logged_steps(out) == [1, 2, 3, 4]  # one run of 4 steps, logged once (rank 0)
     assert json.loads((out / "train_config.json").read_text())["steps"] == 4
     assert torch.isfinite(bavae.load(str(out)).sample(2)).all()
+
+
+@pytest.mark.slow  # about 15 s: two steps of the 64x64 colour model
+def test_colour_finetune_from_the_emoji_model_keeps_colour(photos, tmp_path):
+    """The README's main fine-tune: a folder of colour photos (sizes and modes mixed, broken files among them)
+    fine-tunes bavae-emoji64, stays in colour, and the result loads and samples like a zoo model."""
+    out = tmp_path / "mine"
+    proc = run_train(
+        "--dataset", "folder", "--data-dir", str(photos), "--init", "bavae-emoji64", "--steps", "2",
+        "--batch-size", "4", "--sample-every", "0", "--sampler-components", "1", "--out", str(out),
+    )  # fmt: skip
+    assert "grayscale" not in proc.stderr and "skipped 2 of 14 files" in proc.stderr, proc.stderr[-2000:]
+    model = bavae.load(str(out))
+    assert (model.config.channels, model.config.image_size) == (3, 64)
+    assert model.latent_sampler is not None and model.default_sampler == "gmm"  # refitted on the photos
+    images = model.sample(8, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (8, 3, 64, 64)
+    spread = (images - images.mean(1, keepdim=True)).abs().amax()  # colour: the channels differ
+    assert spread > 0.05, spread
+    emoji = bavae.load("bavae-emoji64")
+    moved = weight_distance(emoji.state_dict(), model.state_dict(), ("encoder.", "decoder."))
+    fresh = bavae.BAVAE(emoji.config).state_dict()
+    assert 0 < moved < weight_distance(emoji.state_dict(), fresh, ("encoder.", "decoder.")) / 10  # it started there

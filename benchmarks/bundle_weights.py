@@ -137,7 +137,6 @@ def main() -> None:
     card.text += "\n## Samples from the prior N(0, I)\n\n![prior samples](samples_prior.png)\n"
     card.text += "".join("\n" + s for s in sections)
     card.save(out / "README.md")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(
         f"{out}: sha256 {sha256_file(out / 'model.safetensors')}, {(out / 'model.safetensors').stat().st_size / 1e6:.2f} MB"
     )

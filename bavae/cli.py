@@ -563,7 +563,7 @@ def _model_dataset(model: str) -> str:
 @click.argument("model", metavar="NAME_OR_DIR")
 @_options("dataset", "data_dir")
 @click.option(
-    "--components", type=click.IntRange(1, 1024), default=10, show_default=True, help="Gaussian-mixture components."
+    "--components", type=click.IntRange(1, 1024), default=50, show_default=True, help="Gaussian-mixture components."
 )
 @click.option(
     "--max-codes",

@@ -52,7 +52,7 @@ class GaussianMixtureSampler(nn.Module):
 
     @classmethod
     def fit(
-        cls, codes: torch.Tensor, components: int = 10, seed: int = 0, max_iter: int = 200
+        cls, codes: torch.Tensor, components: int = 50, seed: int = 0, max_iter: int = 200
     ) -> GaussianMixtureSampler:
         """Fit on codes (N, latent_dim) with scikit-learn's EM (k-means initialisation, full covariances)."""
         try:

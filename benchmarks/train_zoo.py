@@ -26,7 +26,7 @@ RECIPE = "--shared-critic-trunk --precision bf16 --checkpoint-every 1000 --sampl
 COMMANDS = {
     "bavae-fashionmnist32": "--dataset fashion-mnist --arch dcgan --steps 20000",
     "bavae-fashionmnist28-mlp": "--dataset fashion-mnist --arch mlp --steps 20000",
-    "bavae-fashionmnist32-resnet": "--dataset fashion-mnist --arch resnet --width 16 --steps 10000",
+    "bavae-fashionmnist32-resnet": "--dataset fashion-mnist --arch resnet --width 16 --steps 5000",
     "bavae-dsprites64": "--dataset dsprites --arch dcgan --width 16 --latent-dim 10 --posterior-noise-dim 10 --steps 15000",
     "bavae-emoji64": (
         "--dataset folder --data-dir data/emoji --arch dcgan --image-size 64 --channels 3 --width 32 "

@@ -323,14 +323,17 @@ def _build(config: Any, weights: Path, sha256: str | None, device: Any) -> BAVAE
 
 
 def zoo_table(pattern: str = "*") -> str:
-    """The model zoo as a Markdown table, from the records (the docs site and the README are built from this)."""
+    """The model zoo as a Markdown table, from the records (the docs site and the README are built from this).
+    FID is the model's default sampling path (its fitted mixture, unless the prior samples better); "FID, prior"
+    decodes N(0, I) codes."""
 
     def num(r: ModelRecord, key: str, fmt: str) -> str:
         return fmt.format(r.metrics[key]) if key in r.metrics else "–"
 
     rows = [
-        "| model | dataset | architecture | objective | FID ↓ | recon MSE ↓ | class agreement ↑ | MIG ↑ | size |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | dataset | architecture | objective | FID ↓ | FID, prior ↓ | recon MSE ↓ | class agreement ↑ | MIG ↑ "
+        "| size |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in list_models(pattern):
         r = model_info(name)
@@ -340,7 +343,7 @@ def zoo_table(pattern: str = "*") -> str:
         rows.append(
             f"| `{name}`{' (default)' if name == DEFAULT_MODEL else ''} | {r.dataset} {shape} | "
             f"{c.get('arch')} (width {c.get('width')}, latent {c.get('latent_dim')}) | {c.get('objective')} | "
-            f"{num(r, 'fid', '{:.2f}')} | {num(r, 'recon_mse', '{:.4f}')} | "
+            f"{num(r, 'fid', '{:.2f}')} | {num(r, 'fid_prior', '{:.2f}')} | {num(r, 'recon_mse', '{:.4f}')} | "
             f"{num(r, 'class_agreement', '{:.1%}')} | {num(r, 'mig', '{:.3f}')} | {size} |"
         )
     return "\n".join(rows)

@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import bavae
@@ -17,6 +18,7 @@ import bavae
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # 35-110 s on 2 busy cores: every phase of the GPU script, on the CPU
 def test_device_check_dry_run_covers_every_phase(tmp_path):
     rng = np.random.default_rng(0)
     for split, n in (("train", 40), ("test", 4)):  # a small colour folder in the emoji layout

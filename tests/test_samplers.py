@@ -79,6 +79,7 @@ def test_default_model_mixture_draws_land_among_held_out_codes(bundled_default, 
     )
 
 
+@pytest.mark.slow  # 20 s on 2 busy cores: four CLI processes
 def test_fit_sampler_cli_then_sample_cli_needs_no_scikit_learn(tmp_path, fashion_mnist_dir):
     save_tiny(tmp_path / "tiny")
     env = clean_env()

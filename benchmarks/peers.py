@@ -81,7 +81,7 @@ RECIPES = {
     "bavae": (BAVAEConfig(shared_critic_trunk=True), "bf16"),
     # the first release's recipe, which made the bundled bavae-fashionmnist32: two critic trunks, fp32
     "bavae-fp32": (BAVAEConfig(), "fp32"),
-    # the zoo's other 32px family, bavae-fashionmnist32-resnet's recipe, to compare the families at equal CPU time
+    # the zoo's other 32px family (bavae-fashionmnist32-resnet's networks, train_zoo.py's recipe), at equal CPU time
     "bavae-resnet": (BAVAEConfig(arch="resnet", width=16, shared_critic_trunk=True), "bf16"),
 }
 LR, BETAS = 2e-4, (0.5, 0.999)
@@ -265,7 +265,9 @@ def adapter(kind: str, model: nn.Module, encode: callable, mixture: GaussianMixt
     else:
         decode = lambda z: model.decoder(z).reconstruction  # noqa: E731
     samplers = {"prior": lambda n: decode(torch.randn(n, 16)), "gmm": lambda n: decode(mixture.sample(n))}
-    return ModelAdapter(lambda x: decode(encode(x)), samplers["prior"], 32, 1, samplers=samplers)
+    return ModelAdapter(
+        lambda x: decode(encode(x)), samplers["prior"], 32, 1, samplers=samplers, default_sampler="prior"
+    )  # "prior" is the default path here, so its FID is computed once
 
 
 @torch.no_grad()
@@ -353,7 +355,7 @@ def main() -> None:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--cpu-minutes", type=float, default=24.0)
     p.add_argument("--checkpoints", default="1.5,3,6,12,24", help="CPU minutes at which to save and score")
-    p.add_argument("--components", type=int, default=10, help="Gaussian-mixture components for every model")
+    p.add_argument("--components", type=int, default=50, help="Gaussian-mixture components for every model")
     p.add_argument("--n-eval", type=int, default=10000)
     p.add_argument("--out", default="runs/peers")
     p.add_argument("--train-only", action="store_true")

@@ -85,6 +85,18 @@ def pictures(model: BAVAE, dataset: str, data_dir: str | None, out: Path) -> lis
     return sections
 
 
+def rewrite_card(name: str) -> None:
+    """The card again from the zoo record (its description, command and metrics, once updated from the first card)
+    and the shipped config.json, keeping the picture sections the first card had."""
+    folder = WEIGHTS / name
+    record = zoo.model_info(name)
+    config = json.loads((folder / "config.json").read_text())
+    old = (folder / "README.md").read_text()
+    card = zoo.model_card(dataclasses.replace(record, config=config), record.metrics, "samples.png")
+    card.text += old[old.index("\n## Samples from the prior") :]
+    card.save(folder / "README.md")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="a `bavae train` output folder")
@@ -92,7 +104,13 @@ def main() -> None:
     p.add_argument("--components", type=int, default=None, help="fit a Gaussian mixture of this many components")
     p.add_argument("--data-dir", default=None, help="the dataset folder, if not the run's own")
     p.add_argument("--metrics", default=None, help="a JSON file of extra metrics for the card")
+    p.add_argument(
+        "--card-only", action="store_true", help="rewrite weights/NAME/README.md from the (updated) zoo record only"
+    )
     args = p.parse_args()
+    if args.card_only:
+        rewrite_card(args.name)
+        return
     run_dir, out = Path(args.run), WEIGHTS / args.name
     out.mkdir(parents=True, exist_ok=True)
     model = BAVAE.from_pretrained(str(run_dir))
@@ -128,8 +146,8 @@ def main() -> None:
         metrics["fid"] = metrics["fid_prior"]
     print(json.dumps(metrics, indent=2))
     record = zoo.model_info(args.name) if args.name in zoo.list_models() else None
-    if record is not None:
-        card = zoo.model_card(record, metrics, "samples.png")
+    if record is not None:  # the record's words, the shipped config (the record is updated from this card after)
+        card = zoo.model_card(dataclasses.replace(record, config=model.config.to_dict()), metrics, "samples.png")
     else:
         card = zoo.model_card(
             model, metrics, "samples.png", name=args.name, dataset=dataset, train_command=train_command_line(state)

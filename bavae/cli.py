@@ -327,7 +327,8 @@ def info_command(name: str, as_json: bool) -> None:
     default="auto",
     show_default=True,
     help="Where codes come from: the model's fitted Gaussian mixture (gmm), the prior N(0, I), or auto "
-    "(the fitted sampler when the model has one, else the prior).",
+    "(the model's default: its config's default_sampler, which is the fitted mixture unless the model's measured "
+    "numbers chose the prior; the prior when it has no mixture).",
 )
 @_options("out", "seed", "device", "nrow", "format")
 def sample_command(
@@ -335,8 +336,8 @@ def sample_command(
 ) -> None:
     """Draw new images.
 
-    Codes come from the model's fitted latent sampler when it has one (see `bavae fit-sampler`), else from the
-    prior. Writes a PNG grid, or an npz with `images` (N, C, H, W) float32 in [0, 1]; an npz is decoded and
+    Codes come from the model's default sampler: its fitted latent sampler when it has one (see `bavae
+    fit-sampler`) unless its config names the prior, else the prior. Writes a PNG grid, or an npz with `images` (N, C, H, W) float32 in [0, 1]; an npz is decoded and
     written in batches, so any -n fits in a bounded amount of memory (the FID's 10,000 or 50,000 samples).
     """
     path, fmt = _output(out, fmt)
@@ -546,10 +547,12 @@ def eval_command(
 
 
 def _model_dataset(model: str) -> str:
+    from .data import DATASETS  # eval and fit-sampler import torch anyway
     from .zoo import list_models, model_info
 
-    if model in list_models():
-        return model_info(model).dataset
+    if model in list_models():  # a record's dataset that is no built-in one (noto-color-emoji) was an image folder
+        dataset = model_info(model).dataset
+        return dataset if dataset in DATASETS else "folder"
     train_config = Path(model).expanduser() / "train_config.json"
     if train_config.is_file():
         try:

@@ -352,10 +352,17 @@ class BAVAE(
         return self.latent_sampler.sample(n, generator=generator).to(next(self.parameters()).dtype)
 
     def set_latent_sampler(self, sampler: samplers.GaussianMixtureSampler | None) -> None:
-        """Attach a fitted sampler (or remove it with None); the config records it, so it is saved and loaded."""
+        """Attach a fitted sampler (or remove it with None); the config records it, so it is saved and loaded.
+        A default of "prior" (chosen because it measured better) is kept; "gmm" without a sampler becomes "auto"."""
+        if sampler is not None and sampler.means.shape[1] != self.config.latent_dim:
+            raise ValueError(
+                f"the sampler draws codes of size {sampler.means.shape[1]}, the model's latent size is "
+                f"{self.config.latent_dim}"
+            )
         self.latent_sampler = None if sampler is None else sampler.to(self.device)
+        default = "prior" if self.config.default_sampler == "prior" else "auto"
         self.config = dataclasses.replace(
-            self.config, sampler=None if sampler is None else sampler.config, default_sampler="auto"
+            self.config, sampler=None if sampler is None else sampler.config, default_sampler=default
         )
 
     @torch.no_grad()

@@ -83,10 +83,12 @@ class GaussianMixtureSampler(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n codes (n, latent_dim): a component per code by its weight, then mean + L eps."""
         component = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        eps = torch.randn(
-            n, self.means.shape[1], 1, device=self.means.device, dtype=self.means.dtype, generator=generator
-        )
-        return self.means[component] + (self.scale_tril[component] @ eps).squeeze(-1)
+        eps = torch.randn(n, self.means.shape[1], device=self.means.device, dtype=self.means.dtype, generator=generator)
+        codes = torch.empty_like(eps)
+        for k in component.unique().tolist():  # per component: memory n x d, not n x d x d
+            rows = component == k
+            codes[rows] = self.means[k] + eps[rows] @ self.scale_tril[k].T
+        return codes
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """Log density of codes (N, latent_dim) under the mixture."""

@@ -403,7 +403,11 @@ def train(cfg: TrainConfig) -> Path:
 
         init_model = load(cfg.init, device="cpu")
         # the pretrained latent sampler describes the old data's codes: refitted at the end, not carried over
-        model_config = dataclasses.replace(init_model.config, sampler=None)
+        model_config = dataclasses.replace(
+            init_model.config,
+            sampler=None,
+            default_sampler="prior" if init_model.config.default_sampler == "prior" else "auto",
+        )
         if cfg.objective_weights:  # fine-tuning may re-weight the objective; the nets stay the pretrained ones
             model_config = dataclasses.replace(
                 model_config, objective_weights={**model_config.objective_weights, **cfg.objective_weights}

@@ -115,3 +115,12 @@ def test_fit_sampler_cli_then_sample_cli_needs_no_scikit_learn(tmp_path, fashion
     )  # fmt: skip
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "fit-sampler" in refused.stderr and not (tmp_path / "c.png").exists()
+
+
+def test_refitting_keeps_a_measured_prior_default_and_refuses_a_wrong_latent_size():
+    model = tiny_model(default_sampler="prior")
+    codes = torch.randn(200, model.config.latent_dim, generator=gen(0))
+    model.set_latent_sampler(GaussianMixtureSampler.fit(codes, components=2, seed=0))
+    assert model.config.sampler == {"kind": "gmm", "components": 2} and model.default_sampler == "prior"
+    with pytest.raises(ValueError, match="latent size is 4"):
+        model.set_latent_sampler(GaussianMixtureSampler.fit(torch.randn(200, 3, generator=gen(1)), 2))

@@ -540,6 +540,7 @@ class BAVAE(
                     f"sha256 mismatch for {weights_file}: expected {expected_sha256}, got {actual}; "
                     "the file is corrupt or not the published one and was not loaded"
                 )
+        config = _sampler_of_weights(config, weights_file)
         check_weights_header(config, weights_file)  # names and shapes, before a byte of the model is allocated
         model = cls(config)
         try:
@@ -558,6 +559,22 @@ def _one_line(e: BaseException) -> str:
 
 
 _SN = re.compile(r"^(.*)\.parametrizations\.(\w+)\.(original|0\._u|0\._v)$")  # torch's spectral-norm names
+
+
+def _sampler_of_weights(config: BAVAEConfig, weights_file: str | os.PathLike) -> BAVAEConfig:
+    """The config with the latent sampler the weights hold. Saving writes the weights, then config.json (each
+    atomically); a process killed between the two leaves a new sampler beside an old config. The weights are the
+    sha256-checked file, so their sampler is the one that loads."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights_file), framework="pt") as f:
+            means = f.get_slice("latent_sampler.means").get_shape() if "latent_sampler.means" in f.keys() else None
+    except Exception:  # a damaged file: check_weights_header says so in one line
+        return config
+    if means is None or len(means) != 2 or config.sampler == {"kind": "gmm", "components": int(means[0])}:
+        return config
+    return dataclasses.replace(config, sampler={"kind": "gmm", "components": int(means[0])})
 
 
 def check_weights_header(config: BAVAEConfig, weights_file: str | os.PathLike) -> None:

@@ -124,3 +124,15 @@ def test_refitting_keeps_a_measured_prior_default_and_refuses_a_wrong_latent_siz
     assert model.config.sampler == {"kind": "gmm", "components": 2} and model.default_sampler == "prior"
     with pytest.raises(ValueError, match="latent size is 4"):
         model.set_latent_sampler(GaussianMixtureSampler.fit(torch.randn(200, 3, generator=gen(1)), 2))
+
+
+def test_a_save_killed_between_weights_and_config_still_loads_the_new_sampler(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path / "m")  # the old folder: no sampler
+    old_config = (tmp_path / "m" / "config.json").read_text()
+    model.set_latent_sampler(GaussianMixtureSampler.fit(torch.randn(200, 4, generator=gen(0)), components=3))
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text(old_config)  # as if killed after the weights' rename
+    loaded = BAVAE.from_pretrained(str(tmp_path / "m"))
+    assert loaded.config.sampler == {"kind": "gmm", "components": 3} and loaded.default_sampler == "gmm"
+    assert torch.equal(loaded.latent_sampler.means, model.latent_sampler.means)

@@ -339,7 +339,7 @@ class BAVAE(
         generator = check_generator(generator, self.device)
         kind = self.default_sampler if sampler == "auto" else sampler
         if kind == "prior":
-            return self.prior_sample(n, generator=generator)
+            return self.prior_sample(n, generator=generator).to(next(self.parameters()).dtype)
         if kind not in samplers.SAMPLER_KINDS:
             raise ValueError(
                 f"sampler must be 'auto', 'prior' or one of {list(samplers.SAMPLER_KINDS)}, got {sampler!r}"

@@ -539,7 +539,7 @@ register_pretrained(
         "5,000 steps of batch 64 in 25.7 CPU-minutes on one core of a 2-core AMD EPYC VM (shared critic trunk, bf16), "
         "then its 50-component mixture. At about the default's CPU time it is well behind it: sample FID 170.9 "
         "against 25.9 (6.6x, outside the 1.5x the zoo aims for), MSE 0.0121 against 0.0094. A ResNet step costs "
-        "2.6x a DCGAN step here, so it saw half the steps; `bavae train --resume runs/zoo/bavae-fashionmnist32-resnet "
+        "2.5x a DCGAN step here, so it saw half the steps; `bavae train --resume runs/zoo/bavae-fashionmnist32-resnet "
         "--steps 20000` continues the run.",
         train_command="bavae train --dataset fashion-mnist --arch resnet --width 16 --steps 5000 --shared-critic-trunk "
         "--precision bf16 --checkpoint-every 1000 --sample-every 2000 --sampler-components 50 "

@@ -322,7 +322,7 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.4))
+    fig, ax = plt.subplots(figsize=(11, 4.6))
     for i, (kind, r) in enumerate(results.items()):
         pts = sorted((c["cpu_min"], c["fid_prior"], c["fid_gmm"]) for c in r["checkpoints"].values())
         color = f"C{i}"
@@ -345,7 +345,7 @@ def plot(results: dict, path: Path) -> None:
         title="Fashion-MNIST 32x32, latent 16, same trunks, equal CPU time",
     )
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the curves, not over them
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -1,17 +1,16 @@
-"""The plots in docs/benchmarks.md, from the runs' metrics.csv files and benchmarks/peers.py's results.json.
+"""The training-curve plot in docs/benchmarks.md, from the runs' metrics.csv files (peers.py draws its own).
 
     pip install matplotlib
-    python benchmarks/plots.py --informative RUN_A --paper RUN_B --peers runs/peers --out docs/img
+    python benchmarks/plots.py --informative RUN_A --paper RUN_B --out docs/img
 
 Writes training_curves.png (reconstruction MSE and the critic's KL estimate over the steps, informative against
-paper, same networks and budget) and peers.png (sample FID against reconstruction MSE, one point per model).
+paper, same networks and budget).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
 import matplotlib
@@ -49,35 +48,14 @@ def training_curves(runs: dict[str, Path], out: Path) -> None:
     fig.savefig(out / "training_curves.png", dpi=110)
 
 
-def peers(results_file: Path, out: Path) -> None:
-    results = {
-        k: v for k, v in json.loads(results_file.read_text()).items() if not k.startswith("_") and "recon_mse" in v
-    }
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for name, r in results.items():
-        ax.scatter(r["recon_mse"], r["fid"], s=60, marker="*" if name.startswith("bavae") else "o")
-        ax.annotate(name, (r["recon_mse"], r["fid"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set(
-        xlabel="test reconstruction MSE (lower is better)",
-        ylabel="sample FID, classifier features (lower is better)",
-        title="Fashion-MNIST 32x32, latent 16, same trunks and budget",
-    )
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "peers.png", dpi=110)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--informative", type=Path, required=True)
     p.add_argument("--paper", type=Path, required=True)
-    p.add_argument("--peers", type=Path, default=None)
     p.add_argument("--out", type=Path, default=Path("docs/img"))
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     training_curves({"informative (default)": args.informative, "paper (eq. 19)": args.paper}, args.out)
-    if args.peers is not None:
-        peers(args.peers / "results.json", args.out)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ from pathlib import Path
 
 # The shipped recipe: one critic trunk with two heads, bf16 autocast (this CPU has avx512_bf16), batch 64.
 RECIPE = "--shared-critic-trunk --precision bf16 --checkpoint-every 1000 --sample-every 2000 --sampler-components 50"
+# bavae-fashionmnist32 and -paper were trained by the first release's recipe: `bavae info NAME` gives their commands.
 COMMANDS = {
-    "bavae-fashionmnist32": "--dataset fashion-mnist --arch dcgan --steps 20000",
     "bavae-fashionmnist28-mlp": "--dataset fashion-mnist --arch mlp --steps 20000",
     "bavae-fashionmnist32-resnet": "--dataset fashion-mnist --arch resnet --width 16 --steps 5000",
     "bavae-dsprites64": "--dataset dsprites --arch dcgan --width 16 --latent-dim 10 --posterior-noise-dim 10 --steps 15000",

@@ -44,7 +44,9 @@ class GaussianMixtureSampler(nn.Module):
         super().__init__()
         self.register_buffer("weights", torch.full((components,), 1.0 / components))
         self.register_buffer("means", torch.zeros(components, latent_dim))
-        self.register_buffer("scale_tril", torch.eye(latent_dim).repeat(components, 1, 1))
+        scale_tril = torch.zeros(components, latent_dim, latent_dim)
+        scale_tril.diagonal(dim1=-2, dim2=-1).fill_(1.0)  # not torch.eye: on the meta device it imports dynamo (0.7 s)
+        self.register_buffer("scale_tril", scale_tril)
 
     @property
     def config(self) -> dict[str, Any]:

@@ -337,8 +337,8 @@ def sample_command(
     """Draw new images.
 
     Codes come from the model's default sampler: its fitted latent sampler when it has one (see `bavae
-    fit-sampler`) unless its config names the prior, else the prior. Writes a PNG grid, or an npz with `images` (N, C, H, W) float32 in [0, 1]; an npz is decoded and
-    written in batches, so any -n fits in a bounded amount of memory (the FID's 10,000 or 50,000 samples).
+    fit-sampler`) unless its config names the prior, else the prior. Writes a PNG grid, or an npz with `images`
+    (N, C, H, W) float32 in [0, 1]; an npz is decoded and written in batches, so any -n fits in a bounded amount of memory (the FID's 10,000 or 50,000 samples).
     """
     path, fmt = _output(out, fmt)
     if fmt == "png" and n > MAX_IMAGES:

@@ -178,6 +178,12 @@ class BAVAEConfig:
             self.spectral_norm,
         )
 
+    def with_sampler(self, sampler: dict[str, Any] | None) -> BAVAEConfig:
+        """This config describing ``sampler`` (None: no fitted sampler). A default of "prior" (chosen because it
+        measured better) is kept; any other default becomes "auto", which follows the sampler there is."""
+        default = "prior" if self.default_sampler == "prior" else "auto"
+        return dataclasses.replace(self, sampler=sampler, default_sampler=default)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -339,31 +345,30 @@ class BAVAE(
         generator = check_generator(generator, self.device)
         kind = self.default_sampler if sampler == "auto" else sampler
         if kind == "prior":
-            return self.prior_sample(n, generator=generator).to(next(self.parameters()).dtype)
-        if kind not in samplers.SAMPLER_KINDS:
+            codes = self.prior_sample(n, generator=generator)
+        elif kind not in samplers.SAMPLER_KINDS:
             raise ValueError(
                 f"sampler must be 'auto', 'prior' or one of {list(samplers.SAMPLER_KINDS)}, got {sampler!r}"
             )
-        if self.latent_sampler is None:
+        elif self.latent_sampler is None:
             raise ValueError(
                 f"this model has no fitted {kind!r} sampler: fit one with `bavae fit-sampler MODEL "
                 "--dataset ...`, or use sampler='prior'"
             )
-        return self.latent_sampler.sample(n, generator=generator).to(next(self.parameters()).dtype)
+        else:
+            codes = self.latent_sampler.sample(n, generator=generator)
+        return codes.to(next(self.parameters()).dtype)  # a bf16/fp16 model decodes codes of its own dtype
 
     def set_latent_sampler(self, sampler: samplers.GaussianMixtureSampler | None) -> None:
-        """Attach a fitted sampler (or remove it with None); the config records it, so it is saved and loaded.
-        A default of "prior" (chosen because it measured better) is kept; "gmm" without a sampler becomes "auto"."""
+        """Attach a fitted sampler (or remove it with None); the config records it (:meth:`BAVAEConfig.with_sampler`),
+        so it is saved and loaded."""
         if sampler is not None and sampler.means.shape[1] != self.config.latent_dim:
             raise ValueError(
                 f"the sampler draws codes of size {sampler.means.shape[1]}, the model's latent size is "
                 f"{self.config.latent_dim}"
             )
         self.latent_sampler = None if sampler is None else sampler.to(self.device)
-        default = "prior" if self.config.default_sampler == "prior" else "auto"
-        self.config = dataclasses.replace(
-            self.config, sampler=None if sampler is None else sampler.config, default_sampler=default
-        )
+        self.config = self.config.with_sampler(None if sampler is None else sampler.config)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, sampler: str = "auto") -> torch.Tensor:
@@ -540,8 +545,14 @@ class BAVAE(
                     f"sha256 mismatch for {weights_file}: expected {expected_sha256}, got {actual}; "
                     "the file is corrupt or not the published one and was not loaded"
                 )
-        config = _sampler_of_weights(config, weights_file)
-        check_weights_header(config, weights_file)  # names and shapes, before a byte of the model is allocated
+        header = read_weights_header(weights_file)
+        # saving writes the weights, then config.json (each atomically): a process killed between the two leaves a new
+        # sampler beside an old config. The weights are the sha256-checked file, so their sampler is the one that loads
+        means = header.get("latent_sampler.means")
+        held = {"kind": "gmm", "components": means[0]} if means is not None and len(means) == 2 else None
+        if held is not None and held != config.sampler:
+            config = config.with_sampler(held)
+        check_weights_header(config, weights_file, header)  # names and shapes, before a byte of the model is allocated
         model = cls(config)
         try:
             state = load_file(str(weights_file), device=str(map_location))
@@ -561,37 +572,28 @@ def _one_line(e: BaseException) -> str:
 _SN = re.compile(r"^(.*)\.parametrizations\.(\w+)\.(original|0\._u|0\._v)$")  # torch's spectral-norm names
 
 
-def _sampler_of_weights(config: BAVAEConfig, weights_file: str | os.PathLike) -> BAVAEConfig:
-    """The config with the latent sampler the weights hold. Saving writes the weights, then config.json (each
-    atomically); a process killed between the two leaves a new sampler beside an old config. The weights are the
-    sha256-checked file, so their sampler is the one that loads."""
+def read_weights_header(weights_file: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """A safetensors file's tensor names and shapes, from its header alone (no tensor is read)."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(weights_file), framework="pt") as f:
-            means = f.get_slice("latent_sampler.means").get_shape() if "latent_sampler.means" in f.keys() else None
-    except Exception:  # a damaged file: check_weights_header says so in one line
-        return config
-    if means is None or len(means) != 2 or config.sampler == {"kind": "gmm", "components": int(means[0])}:
-        return config
-    return dataclasses.replace(config, sampler={"kind": "gmm", "components": int(means[0])})
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types on a damaged header
+        raise WeightsError(f"{weights_file} is not a readable safetensors file: {_one_line(e)}") from None
 
 
-def check_weights_header(config: BAVAEConfig, weights_file: str | os.PathLike) -> None:
+def check_weights_header(
+    config: BAVAEConfig, weights_file: str | os.PathLike, header: dict[str, tuple[int, ...]] | None = None
+) -> None:
     """Compare a safetensors file's header (tensor names and shapes; no tensor is read) with the model ``config``
     would build, before a byte of that model is allocated: a WeightsError names the first tensor that differs.
 
     The expected names and shapes come from the model built on the meta device without spectral norm (building
     spectral norm on the meta device costs seconds of torch's Python decompositions); spectral norm only renames a
     layer's ``weight`` to ``parametrizations.weight.original`` and adds two small vectors, so the header is read
-    with that renaming undone."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(weights_file), framework="pt") as f:
-            header = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error types on a damaged header
-        raise WeightsError(f"{weights_file} is not a readable safetensors file: {_one_line(e)}") from None
+    with that renaming undone. ``header`` is :func:`read_weights_header`'s, when the caller has read it."""
+    header = read_weights_header(weights_file) if header is None else header
     plain, normed = {}, False
     for k, shape in header.items():
         m = _SN.match(k)

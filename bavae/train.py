@@ -403,11 +403,7 @@ def train(cfg: TrainConfig) -> Path:
 
         init_model = load(cfg.init, device="cpu")
         # the pretrained latent sampler describes the old data's codes: refitted at the end, not carried over
-        model_config = dataclasses.replace(
-            init_model.config,
-            sampler=None,
-            default_sampler="prior" if init_model.config.default_sampler == "prior" else "auto",
-        )
+        model_config = init_model.config.with_sampler(None)
         if cfg.objective_weights:  # fine-tuning may re-weight the objective; the nets stay the pretrained ones
             model_config = dataclasses.replace(
                 model_config, objective_weights={**model_config.objective_weights, **cfg.objective_weights}
@@ -903,7 +899,8 @@ def fresh_model_config(cfg: TrainConfig):
 @click.option(
     "--shared-critic-trunk/--separate-critic-trunks",
     default=True,
-    help="One image trunk with two heads for the two critics (1.12x faster per step, level at equal CPU time), or one trunk each.",
+    help="One image trunk with two heads for the two critics (1.12x faster per step, level at equal CPU time), "
+    "or one trunk each.",
 )
 @click.option("--objective", default="informative", help="paper (eq. 19 as published) or informative.")
 @click.option(

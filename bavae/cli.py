@@ -595,7 +595,7 @@ def fit_sampler_command(
 ) -> None:
     """Fit a latent sampler on a model's training codes.
 
-    Encodes the training images, fits a full-covariance Gaussian mixture to their codes (scikit-learn) and saves
+    Encodes the training images, fits a full-covariance Gaussian mixture to their codes (EM in torch) and saves
     the model with it: `bavae sample` then decodes the mixture's draws instead of the prior's.
     """
     from .files import OutputError, check_output_folder

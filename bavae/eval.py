@@ -8,9 +8,12 @@ or ``bavae eval bavae-fashionmnist32 --dataset fashion-mnist [--json]``.
 What is measured, and why each number:
 
 * ``fid`` -- Frechet distance between Gaussians fitted to classifier features of model samples and of the test
-  split. The features come from a small Fashion-MNIST CNN that ships with the package (``weights/
-  fashionmnist-classifier``), so FID runs offline on a CPU. Its values are *not* comparable to Inception FIDs in
-  papers; they are comparable between models scored here. ``fid_inception`` (opt-in) uses torchvision's
+  split. The features come from a small CNN that ships with the package (:data:`EVALUATORS`): for Fashion-MNIST
+  ``weights/fashionmnist-classifier``, for 3x64x64 colour models (image folders, CelebA) ``weights/emoji-classifier``,
+  trained on the categories of four artists' emoji. So FID runs offline on a CPU. Its values are *not* comparable
+  to Inception FIDs in papers; they are comparable between models scored here on the same test images.
+  ``fid_<sampler>`` is the FID of each latent sampler (the prior, the fitted mixture); ``recon_fid`` that of the
+  test images' reconstructions. ``fid_inception`` (opt-in) uses torchvision's
   Inception-v3 when its ImageNet weights are in the torch cache (torchvision's port, so also not exactly the
   TF-Inception numbers of papers).
 * ``recon_mse`` / ``recon_ssim`` -- G(E(x)) against x on the test split (SSIM: Gaussian window 11, sigma 1.5,
@@ -56,32 +59,85 @@ FASHION_MNIST_CLASSES = (
     "Bag",
     "Ankle boot",
 )
+EMOJI_CLASSIFIER_NAME = "emoji-classifier"
+EMOJI_CLASSIFIER_SHA256 = "0000000000000000000000000000000000000000000000000000000000000000"
+EMOJI_CATEGORIES = (  # emoji.json's categories, as benchmarks/make_emoji_folder.py names the folders
+    "activities",
+    "animals-nature",
+    "flags",
+    "food-drink",
+    "objects",
+    "people-body",
+    "smileys-emotion",
+    "symbols",
+    "travel-places",
+)
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """A bundled feature classifier and the images it scores: FID, reconstruction FID and class agreement of a model
+    use the evaluator of its image shape, on the datasets it was made for."""
+
+    name: str  # its folder in bavae/weights
+    sha256: str
+    channels: int
+    image_sizes: tuple[int, ...]
+    datasets: tuple[str, ...]
+    classes: tuple[str, ...]
+
+
+EVALUATORS = (
+    Evaluator(CLASSIFIER_NAME, CLASSIFIER_SHA256, 1, (28, 32), ("fashion-mnist",), FASHION_MNIST_CLASSES),
+    # the colour evaluator: trained on four artists' emoji; also what a CelebA or a user's folder is scored with
+    Evaluator(EMOJI_CLASSIFIER_NAME, EMOJI_CLASSIFIER_SHA256, 3, (64,), ("folder", "celeba"), EMOJI_CATEGORIES),
+)
+
+
+def evaluator_for(dataset: str, channels: int, image_size: int) -> Evaluator | None:
+    """The evaluator that scores ``channels`` x ``image_size`` images of ``dataset``; None where none does."""
+    for e in EVALUATORS:
+        if dataset in e.datasets and channels == e.channels and image_size in e.image_sizes:
+            return e
+    return None
 
 
 # ------------------------------------------------------------------------------------------------ the classifier
-class FashionClassifier(nn.Module):
-    """A small CNN for Fashion-MNIST (28x28 inputs are zero-padded to 32x32, as the dataset loader does).
+class ImageClassifier(nn.Module):
+    """A small CNN whose hidden layer gives the features for FID: conv/BN/ReLU/max-pool stages of width, 2 width, ...
+    down to 4x4 (three stages at 32 px, four at 64 px), then a ``feature_dim``-wide layer and the class head.
 
-    Three conv/BN/ReLU/max-pool stages (32, 64, 128 channels) and a 128-wide hidden layer whose activations are
-    the features for FID. Small on purpose: the whole test split runs through it in seconds on one CPU core.
+    Small on purpose: a test split runs through it in seconds on one CPU core. Grayscale 28x28 inputs are zero-padded
+    to 32x32, as the Fashion-MNIST loader does.
     """
 
-    def __init__(self, width: int = 32, feature_dim: int = 128, num_classes: int = 10):
+    def __init__(
+        self, width: int = 32, feature_dim: int = 128, num_classes: int = 10, channels: int = 1, image_size: int = 32
+    ):
         super().__init__()
-        chans, layers, c_in = [width, 2 * width, 4 * width], [], 1
+        stages = int(math.log2(image_size)) - 2
+        chans, layers, c_in = [width * 2**i for i in range(stages)], [], channels
         for c in chans:
             layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
             c_in = c
         self.trunk = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * 16, feature_dim), nn.ReLU())
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(feature_dim, num_classes))
-        self.config = {"width": width, "feature_dim": feature_dim, "num_classes": num_classes}
+        self.config = {
+            "width": width,
+            "feature_dim": feature_dim,
+            "num_classes": num_classes,
+            "channels": channels,
+            "image_size": image_size,
+        }
 
-    @staticmethod
-    def prepare(x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 1 or x.shape[-1] not in (28, 32) or x.shape[-2] != x.shape[-1]:
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        c, size = self.config["channels"], self.config["image_size"]
+        sizes = (28, 32) if (c, size) == (1, 32) else (size,)
+        if x.dim() != 4 or x.shape[1] != c or x.shape[-1] not in sizes or x.shape[-2] != x.shape[-1]:
+            shown = "|".join(map(str, sizes))
             raise ValueError(
-                f"the Fashion-MNIST classifier expects images of shape (N, 1, 28|32, 28|32) in [0, 1], "
-                f"got {tuple(x.shape)}"
+                f"the {self.config.get('name', 'classifier')} expects images of shape (N, {c}, {shown}, {shown}) "
+                f"in [0, 1], got {tuple(x.shape)}"
             )
         return F.pad(x, (2, 2, 2, 2)) if x.shape[-1] == 28 else x
 
@@ -92,32 +148,41 @@ class FashionClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-def classifier_dir() -> Path:
+def classifier_dir(name: str = CLASSIFIER_NAME) -> Path:
     """Part of the package itself (not a zoo model, so ``BAVAE_WEIGHTS_DIR`` does not move it)."""
     from importlib.resources import files
 
-    return Path(str(files("bavae.weights"))) / CLASSIFIER_NAME
+    return Path(str(files("bavae.weights"))) / name
 
 
-def load_classifier(device: Any = None, path: str | Path | None = None) -> FashionClassifier:
-    """The bundled classifier in eval mode, its weights checked against :data:`CLASSIFIER_SHA256` first."""
+def load_classifier(device: Any = None, path: str | Path | None = None, name: str = CLASSIFIER_NAME) -> ImageClassifier:
+    """A bundled classifier (``name``: the Fashion-MNIST one by default, :data:`EMOJI_CLASSIFIER_NAME` for colour) in
+    eval mode, its weights checked against its evaluator's sha256 first; ``path``: a folder of one's own, unchecked."""
     from safetensors.torch import load_file
 
     from .model import WeightsError
 
-    folder = Path(path) if path is not None else classifier_dir()
+    evaluator = next((e for e in EVALUATORS if e.name == name), None)
+    if evaluator is None:
+        raise ValueError(f"unknown classifier {name!r}; known: {', '.join(e.name for e in EVALUATORS)}")
+    folder = Path(path) if path is not None else classifier_dir(name)
     weights, config = folder / zoo.WEIGHTS_NAME, folder / zoo.CONFIG_NAME
     if not weights.is_file() or not config.is_file():
         raise WeightsError(
-            f"the Fashion-MNIST classifier is missing from {folder} (expected {zoo.CONFIG_NAME} and "
+            f"the {name} is missing from {folder} (expected {zoo.CONFIG_NAME} and "
             f"{zoo.WEIGHTS_NAME}); reinstall bavae or run benchmarks/train_classifier.py"
         )
     if path is None:
-        problem = hash_problem(weights, CLASSIFIER_SHA256)
+        problem = hash_problem(weights, evaluator.sha256)
         if problem:
             raise WeightsError(f"{problem}; not loaded")
     cfg = json.loads(config.read_text())
-    model = FashionClassifier(**{k: cfg[k] for k in ("width", "feature_dim", "num_classes")})
+    model = ImageClassifier(
+        **{k: cfg[k] for k in ("width", "feature_dim", "num_classes")},
+        channels=cfg.get("channels", 1),
+        image_size=cfg.get("image_size", 32),
+    )
+    model.config["name"] = name
     model.load_state_dict(load_file(str(weights)))
     return model.to(zoo.resolve_device(device)).eval()
 
@@ -385,8 +450,9 @@ def _evaluate(m: Any, dataset: str, s: Any, x: Any, labels: Any, ds: Any, incept
     report["samples_per_s"] = s.n_samples / (time.perf_counter() - t0)
     samples = torch.cat(samples).cpu()
     del warm
-    if labels is not None and m.channels == 1:
-        clf = load_classifier(m.device)
+    evaluator = evaluator_for(dataset, m.channels, m.image_size)
+    if evaluator is not None:
+        clf = load_classifier(m.device, name=evaluator.name)
         real_f = _features(clf.features, _batches(x, 1000), m.device)
         report["fid"] = fid_from_features(_features(clf.features, _batches(samples, 1000), m.device), real_f)
         for name, draw in m.samplers.items():  # each sampler's FID
@@ -398,10 +464,12 @@ def _evaluate(m: Any, dataset: str, s: Any, x: Any, labels: Any, ds: Any, incept
             )
             report[f"fid_{name}"] = fid_from_features(_features(clf.features, _batches(images, 1000), m.device), real_f)
         recon_f = _features(clf.features, _batches(recons, 1000), m.device)
+        report["recon_fid"] = fid_from_features(recon_f, real_f)  # do reconstructions look like the test images?
         pred_x = clf.head(real_f.to(m.device)).argmax(1).cpu()  # the features once, for FID and the classes
         pred_r = clf.head(recon_f.to(m.device)).argmax(1).cpu()
         report["class_agreement"] = (pred_x == pred_r).float().mean().item()
-        report["classifier_accuracy_on_recon"] = (pred_r == labels).float().mean().item()
+        if labels is not None:
+            report["classifier_accuracy_on_recon"] = (pred_r == labels).float().mean().item()
     if inception is not None:
         report["fid_inception"] = fid_from_features(
             _features(inception, _batches(samples, 100), m.device), _features(inception, _batches(x, 100), m.device)

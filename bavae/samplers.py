@@ -7,11 +7,14 @@ pythae's GaussianMixtureSampler) puts the codes where the decoder has seen data.
 
 A sampler is part of a saved model: its tensors ride in ``model.safetensors`` (under ``latent_sampler.``) and its
 description in ``config.json`` (``"sampler": {"kind": "gmm", "components": K}``), so it is sha256-checked with the
-weights. Drawing needs torch alone; fitting uses scikit-learn (the ``train`` extra).
+weights. Fitting and drawing need torch alone: the EM below follows scikit-learn's ``GaussianMixture`` (k-means
+initialisation, full covariances, ``reg_covar`` on the diagonal, stop when the mean log-likelihood gains less than
+``tol``), and a test checks it against scikit-learn on the same codes.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -54,32 +57,38 @@ class GaussianMixtureSampler(nn.Module):
 
     @classmethod
     def fit(
-        cls, codes: torch.Tensor, components: int = 50, seed: int = 0, max_iter: int = 200
+        cls,
+        codes: torch.Tensor,
+        components: int = 50,
+        seed: int = 0,
+        max_iter: int = 200,
+        tol: float = 1e-3,
+        reg_covar: float = 1e-5,
     ) -> GaussianMixtureSampler:
-        """Fit on codes (N, latent_dim) with scikit-learn's EM (k-means initialisation, full covariances)."""
-        try:
-            from sklearn.mixture import GaussianMixture
-        except ImportError:
-            raise ImportError(
-                "fitting a latent sampler needs scikit-learn: pip install 'bavae[train]' (or pip install scikit-learn)"
-            ) from None
-        import numpy as np
-
-        codes = codes.detach().double().cpu().numpy()
-        if codes.ndim != 2 or len(codes) < 2 * components:
+        """Fit on codes (N, latent_dim) by EM in float64 (k-means initialisation, full covariances)."""
+        if codes.dim() != 2 or len(codes) < 2 * components:
             raise ValueError(
                 f"fitting {components} components needs at least {2 * components} codes, "
-                f"got an array of shape {codes.shape}"
+                f"got a tensor of shape {tuple(codes.shape)}"
             )
-        if not np.isfinite(codes).all():
+        x = codes.detach().double().cpu()
+        if not torch.isfinite(x).all():
             raise ValueError("the codes to fit hold NaN or inf values: the model is broken")
-        gmm = GaussianMixture(
-            components, covariance_type="full", reg_covar=1e-5, max_iter=max_iter, random_state=seed
-        ).fit(codes)
-        sampler = cls(components, codes.shape[1])
-        sampler.weights.copy_(torch.from_numpy(gmm.weights_ / gmm.weights_.sum()))
-        sampler.means.copy_(torch.from_numpy(gmm.means_))
-        sampler.scale_tril.copy_(torch.linalg.cholesky(torch.from_numpy(gmm.covariances_)))
+        generator = torch.Generator().manual_seed(seed)
+        resp = torch.nn.functional.one_hot(_kmeans(x, components, generator), components).double()
+        weights, means, scale_tril = _m_step(x, resp, reg_covar)
+        bound = -math.inf
+        for _ in range(max_iter):
+            log_joint = _log_gaussians(x, means, scale_tril) + weights.log()  # (N, K)
+            log_density = log_joint.logsumexp(1, keepdim=True)
+            weights, means, scale_tril = _m_step(x, (log_joint - log_density).exp(), reg_covar)
+            bound, previous = log_density.mean().item(), bound
+            if abs(bound - previous) < tol:
+                break
+        sampler = cls(components, x.shape[1])
+        sampler.weights.copy_(weights / weights.sum())
+        sampler.means.copy_(means)
+        sampler.scale_tril.copy_(scale_tril)
         return sampler
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -96,6 +105,48 @@ class GaussianMixtureSampler(nn.Module):
         """Log density of codes (N, latent_dim) under the mixture."""
         dist = torch.distributions.MultivariateNormal(self.means, scale_tril=self.scale_tril)
         return torch.logsumexp(dist.log_prob(z[:, None, :]) + self.weights.log(), dim=1)
+
+
+def _kmeans(x: torch.Tensor, k: int, generator: torch.Generator, iters: int = 100) -> torch.Tensor:
+    """Lloyd's k-means from a k-means++ start (Arthur and Vassilvitskii 2007); returns each point's cluster."""
+    centres = x[torch.randint(len(x), (1,), generator=generator)]
+    nearest = torch.cdist(x, centres).pow(2).squeeze(1)
+    for _ in range(1, k):  # each next centre drawn with probability proportional to its squared distance
+        pick = torch.multinomial(nearest.clamp_min(1e-30), 1, generator=generator)
+        centres = torch.cat([centres, x[pick]])
+        nearest = torch.minimum(nearest, torch.cdist(x, x[pick]).pow(2).squeeze(1))
+    labels = torch.cdist(x, centres).argmin(1)
+    for _ in range(iters):
+        counts = torch.bincount(labels, minlength=k).unsqueeze(1)
+        sums = torch.zeros_like(centres).index_add_(0, labels, x)
+        centres = torch.where(counts > 0, sums / counts.clamp_min(1), centres)  # an empty cluster keeps its centre
+        new = torch.cdist(x, centres).argmin(1)
+        if torch.equal(new, labels):
+            break
+        labels = new
+    return labels
+
+
+def _m_step(x: torch.Tensor, resp: torch.Tensor, reg_covar: float) -> tuple[torch.Tensor, ...]:
+    """Weights, means and Cholesky factors of the covariances from responsibilities (N, K)."""
+    counts = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps  # as scikit-learn: no component of zero mass
+    means = resp.T @ x / counts[:, None]
+    cov = torch.empty(len(means), x.shape[1], x.shape[1], dtype=x.dtype)
+    for k in range(len(means)):  # one component at a time: memory N x d, not K x N x d
+        centred = x - means[k]
+        cov[k] = (resp[:, k, None] * centred).T @ centred / counts[k]
+    cov.diagonal(dim1=-2, dim2=-1).add_(reg_covar)
+    return counts / len(x), means, torch.linalg.cholesky(cov)
+
+
+def _log_gaussians(x: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor) -> torch.Tensor:
+    """log N(x_n | mean_k, L_k L_k^T) for every point and component: (N, K)."""
+    out = torch.empty(len(x), len(means), dtype=x.dtype)
+    constant = 0.5 * x.shape[1] * math.log(2 * math.pi)
+    for k in range(len(means)):
+        white = torch.linalg.solve_triangular(scale_tril[k], (x - means[k]).T, upper=False)
+        out[:, k] = -0.5 * white.pow(2).sum(0) - scale_tril[k].diagonal().log().sum() - constant
+    return out
 
 
 def build_sampler(sampler: dict[str, Any] | None, latent_dim: int) -> GaussianMixtureSampler | None:

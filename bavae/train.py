@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -564,13 +563,6 @@ def train(cfg: TrainConfig) -> Path:
     fixed_codes = model.prior_sample(64, generator=torch.Generator(device).manual_seed(1234), device=device)
     log = MetricsLog(out, step, enabled=master)
     fit_sampler = master and cfg.sampler_components > 0
-    if fit_sampler and importlib.util.find_spec("sklearn") is None:  # said now, not after hours of training
-        print(
-            "scikit-learn is not installed: no latent sampler will be fitted at the end (pip install "
-            f"'bavae[train]', then `bavae fit-sampler {out}`)",
-            file=sys.stderr,
-        )
-        fit_sampler = False
     if master:
         out.mkdir(parents=True, exist_ok=True)
         for stale in [*out.glob(".*.tmp"), *out.glob("samples/.*.tmp")]:  # left by a run killed mid-write

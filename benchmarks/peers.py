@@ -1,14 +1,22 @@
-"""Equal compute: the default BAVAE recipe against pythae's VAE, VAEGAN, Adversarial_AE, WAE (MMD) and RAE (L2).
+"""Equal compute: BAVAE recipes against pythae's VAE, VAEGAN, Adversarial_AE, WAE (MMD) and RAE (L2).
 
     pip install 'bavae[train,bench]'
     OMP_NUM_THREADS=1 python benchmarks/peers.py --cpu-minutes 24 --checkpoints 1.5,3,6,12,24 --out runs/peers
+    OMP_NUM_THREADS=1 python benchmarks/peers.py --data emoji --data-dir data/emoji --models bavae,vae,aae,wae,rae \
+        --cpu-minutes 60 --checkpoints 7.5,15,30,60 --out runs/peers-emoji          # colour, 3x64x64
+    OMP_NUM_THREADS=1 python benchmarks/peers.py --data emoji --models bavae,bavae-w48 --seeds 0,1 \
+        --cpu-minutes 10 --checkpoints 5,10 --out runs/ab-emoji                       # a recipe A/B (RECIPES)
+
+``--data emoji`` is the colour set of benchmarks/make_emoji_folder.py (64x64 RGB, latent 64, width-32 trunks),
+scored on the colour evaluator (weights/emoji-classifier) against the folder's held-out emoji.
 
 Every model trains alone, one after another, single-threaded, until it has used ``--cpu-minutes`` of process CPU
 time (time.process_time: data, forward, backward, optimiser and EMA; saving a checkpoint is not counted). Its
 EMA weights (decay 0.999) are saved at each ``--checkpoints`` CPU-minute mark and scored afterwards. Keep the
 machine otherwise idle: a second busy process inflates CPU time too.
 
-All models share the data (Fashion-MNIST 32x32, 28x28 zero-padded), latent size 16, batch 64 and our DCGAN trunks
+All models share the data (Fashion-MNIST 32x32, 28x28 zero-padded; or the emoji), latent size (16; 64 for the
+emoji), batch 64 and our DCGAN trunks
 (``bavae.nets.dcgan``: the encoder's conv stack + a Gaussian head, the decoder's transposed-conv stack + sigmoid;
 VAEGAN's discriminator is the critic's conv stack with a sigmoid head). Ours is the training loop's own step
 (``bavae.train.game_step``) with the recipes in ``RECIPES`` (the fast one, the one that made the bundled default,
@@ -22,7 +30,8 @@ features of 10,000 samples against the 10,000 test images, for two samplers each
 Gaussian mixture (full covariance, ``--components``) fitted on the codes of 60,000 training images
 (``bavae.samplers.GaussianMixtureSampler``, pythae's GaussianMixtureSampler idea); reconstruction MSE and class
 agreement. Results: OUT/results.json (every checkpoint), a Markdown table at equal CPU time, and
-OUT/fid_vs_cpu.png. Runs resume: finished checkpoints are kept, a model cut mid-way trains again.
+OUT/fid_vs_cpu.png. Runs resume: finished checkpoints are kept, and a model cut mid-way goes on from its last
+saved state (every ``--save-every`` CPU minutes and at each checkpoint; the batch order depends only on the seed).
 """
 
 from __future__ import annotations
@@ -31,7 +40,9 @@ import argparse
 import copy
 import json
 import platform
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -40,8 +51,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.emoji_set
+
 from bavae import BAVAE, BAVAEConfig
-from bavae.data import FashionMNIST, make_loader
+from bavae.data import FashionMNIST
 from bavae.eval import EvalSettings, ModelAdapter, evaluate
 from bavae.files import atomic_write
 from bavae.images import save_grid
@@ -49,7 +62,7 @@ from bavae.nets import NetSpec
 from bavae.nets.common import conv_stages, hidden_dim
 from bavae.nets.dcgan import dcgan_decoder, image_trunk
 from bavae.samplers import GaussianMixtureSampler
-from bavae.train import game_step, optimizers
+from bavae.train import game_step, optimizer_from_tensors, optimizer_to_tensors, optimizers
 
 try:
     from pythae.models import (
@@ -75,27 +88,83 @@ try:
 except ImportError as e:  # pragma: no cover - the benchmark's only extra dependency
     raise SystemExit(f"benchmarks/peers.py needs pythae: pip install pythae ({e})") from None
 
-# BAVAE recipes as the training loop runs them (Adam lr 2e-4, betas (0.5, 0.999)): the config and the precision.
+
+# BAVAE recipes as the training loop runs them (Adam, betas (0.5, 0.999)): config, precision and learning rates.
+@dataclass(frozen=True)
+class Recipe:
+    config: dict  # BAVAEConfig fields over the data's defaults
+    precision: str = "bf16"
+    lr: float = 2e-4
+    critic_lr: float = 2e-4
+
+
 RECIPES = {
-    # the fast recipe: one critic trunk with two heads, bf16 autocast on the CPU
-    "bavae": (BAVAEConfig(shared_critic_trunk=True), "bf16"),
-    # the first release's recipe, which made the bundled bavae-fashionmnist32: two critic trunks, fp32
-    "bavae-fp32": (BAVAEConfig(), "fp32"),
-    # the zoo's other 32px family (bavae-fashionmnist32-resnet's networks, train_zoo.py's recipe), at equal CPU time
-    "bavae-resnet": (BAVAEConfig(arch="resnet", width=16, shared_critic_trunk=True), "bf16"),
+    "fashion-mnist": {
+        # the fast recipe: one critic trunk with two heads, bf16 autocast on the CPU
+        "bavae": Recipe({"shared_critic_trunk": True}),
+        # the first release's recipe, which made the bundled bavae-fashionmnist32: two critic trunks, fp32
+        "bavae-fp32": Recipe({}, "fp32"),
+        # the zoo's other 32px family (bavae-fashionmnist32-resnet's networks, train_zoo.py's recipe)
+        "bavae-resnet": Recipe({"arch": "resnet", "width": 16, "shared_critic_trunk": True}),
+    },
+    "emoji": {
+        # bavae-emoji64's (and bavae-celeba64's) recipe before the A/B; each variant below changes one thing
+        "bavae": Recipe({"shared_critic_trunk": True}),
+        "bavae-w48": Recipe({"shared_critic_trunk": True, "width": 48}),
+        "bavae-latent128": Recipe({"shared_critic_trunk": True, "latent_dim": 128, "posterior_noise_dim": 128}),
+        "bavae-resnet": Recipe({"shared_critic_trunk": True, "arch": "resnet", "width": 16}),
+        "bavae-critic64": Recipe({"shared_critic_trunk": True, "critic_width": 64}),
+        "bavae-pixel4": Recipe({"shared_critic_trunk": True, "objective_weights": {"pixel": 4.0}}),
+        "bavae-feature4": Recipe({"shared_critic_trunk": True, "objective_weights": {"feature": 4.0}}),
+        "bavae-lr5e-4": Recipe({"shared_critic_trunk": True}, lr=5e-4, critic_lr=5e-4),
+    },
 }
-LR, BETAS = 2e-4, (0.5, 0.999)
+BETAS = (0.5, 0.999)
+PEERS = ("vae", "vaegan", "aae", "wae", "rae")
 MODELS = ("bavae", "bavae-fp32", "vae", "vaegan", "aae", "wae", "rae", "bavae-resnet")
 
-SPEC = NetSpec(
-    image_size=32, channels=1, latent_dim=16, width=32, posterior_noise_dim=16, decoder_noise_dim=0, spectral_norm=False
-)
+
+@dataclass(frozen=True)
+class Data:
+    """The images every model of a run trains on, and how they are scored."""
+
+    name: str  # fashion-mnist | emoji
+    spec: NetSpec
+    data_dir: str | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.spec.channels, self.spec.image_size, self.spec.image_size)
+
+    def train_images(self) -> torch.Tensor:
+        """(N, C, H, W) uint8, held in memory: no model pays for decoding pictures."""
+        if self.name == "fashion-mnist":
+            data = FashionMNIST(split="train", image_size=32)
+            return torch.nn.functional.pad(data.data.unsqueeze(1), (2, 2, 2, 2))
+        from benchmarks.emoji_set import load as load_emoji
+
+        return load_emoji(self.data_dir, "train").images
+
+    def eval_args(self) -> dict:
+        if self.name == "fashion-mnist":
+            return {"dataset": "fashion-mnist"}
+        return {"dataset": "folder", "data_dir": self.data_dir}
+
+
+def data_setup(name: str, data_dir: str | None) -> Data:
+    if name == "fashion-mnist":
+        spec = NetSpec(image_size=32, channels=1, latent_dim=16, posterior_noise_dim=16, decoder_noise_dim=0, width=32,
+                       spectral_norm=False)  # fmt: skip
+        return Data(name, spec)
+    spec = NetSpec(image_size=64, channels=3, latent_dim=64, posterior_noise_dim=64, decoder_noise_dim=0, width=32,
+                   spectral_norm=False)  # fmt: skip
+    return Data(name, spec, data_dir or "data/emoji")
 
 
 class GaussianEncoder(BaseEncoder):
     """Our DCGAN encoder trunk with a Gaussian head (mean, log-variance) instead of the implicit noisy head."""
 
-    def __init__(self, spec: NetSpec = SPEC):
+    def __init__(self, spec: NetSpec):
         super().__init__()
         self.trunk = image_trunk(spec, normalise=True)
         self.mean, self.log_var = (
@@ -111,7 +180,7 @@ class GaussianEncoder(BaseEncoder):
 class Decoder(BaseDecoder):
     """Our DCGAN decoder (transposed convolutions, sigmoid output)."""
 
-    def __init__(self, spec: NetSpec = SPEC):
+    def __init__(self, spec: NetSpec):
         super().__init__()
         self.net = dcgan_decoder(spec)
 
@@ -122,7 +191,7 @@ class Decoder(BaseDecoder):
 class Discriminator(BaseDiscriminator):
     """VAEGAN's discriminator: our critic's conv stack, layer by layer so pythae can read a feature map."""
 
-    def __init__(self, spec: NetSpec = SPEC):
+    def __init__(self, spec: NetSpec):
         super().__init__()
         trunk = list(image_trunk(spec, normalise=False))
         stages = conv_stages(spec.image_size)
@@ -145,16 +214,25 @@ class Discriminator(BaseDiscriminator):
         return out
 
 
-def build(kind: str) -> tuple[nn.Module, callable, callable]:
-    """(model, step(x), encode(x) -> codes for the mixture) for one kind; its optimisers live in the step."""
-    if kind in RECIPES:
-        config, precision = RECIPES[kind]
-        model = BAVAE(config)
-        opt_c, opt_ae = optimizers(model, LR, LR, BETAS, "cpu")
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else None
-        return model, lambda x: game_step(model, [x], opt_c, opt_ae, autocast=autocast), model.encoder
-    common = dict(input_dim=(1, 32, 32), latent_dim=16)
-    enc, dec = GaussianEncoder(), Decoder()
+def build(kind: str, data: Data) -> tuple[nn.Module, callable, callable, dict]:
+    """(model, step(x), encode(x) -> codes for the mixture, optimisers by name) for one kind."""
+    if kind.startswith("bavae"):
+        recipe = RECIPES[data.name][kind]
+        spec = data.spec
+        defaults = dict(
+            image_size=spec.image_size,
+            channels=spec.channels,
+            latent_dim=spec.latent_dim,
+            posterior_noise_dim=spec.posterior_noise_dim,
+            width=spec.width,
+        )
+        model = BAVAE(BAVAEConfig(**{**defaults, **recipe.config}))
+        opt_c, opt_ae = optimizers(model, recipe.lr, recipe.critic_lr, BETAS, "cpu")
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if recipe.precision == "bf16" else None
+        step = lambda x: game_step(model, [x], opt_c, opt_ae, autocast=autocast)  # noqa: E731
+        return model, step, model.encoder, {"critic": opt_c, "autoencoder": opt_ae}
+    common = dict(input_dim=data.shape, latent_dim=data.spec.latent_dim)
+    enc, dec = GaussianEncoder(data.spec), Decoder(data.spec)
     if kind == "vae":
         model = VAE(VAEConfig(**common, reconstruction_loss="bce"), encoder=enc, decoder=dec)
         opts = SimpleNamespace(optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
@@ -182,10 +260,10 @@ def build(kind: str) -> tuple[nn.Module, callable, callable]:
         optimizers_step = AdversarialTrainer._optimizers_step
     elif kind == "vaegan":
         model = VAEGAN(
-            VAEGANConfig(**common, reconstruction_loss="bce", reconstruction_layer=conv_stages(32)),
+            VAEGANConfig(**common, reconstruction_loss="bce", reconstruction_layer=conv_stages(data.spec.image_size)),
             encoder=enc,
             decoder=dec,
-            discriminator=Discriminator(),
+            discriminator=Discriminator(data.spec),
         )
         adam = dict(lr=2e-4, betas=(0.5, 0.999))
         opts = SimpleNamespace(
@@ -195,104 +273,171 @@ def build(kind: str) -> tuple[nn.Module, callable, callable]:
         )
         optimizers_step = CoupledOptimizerAdversarialTrainer._optimizers_step
     else:
-        raise ValueError(f"unknown model {kind!r}; expected one of {MODELS}")
+        raise ValueError(f"unknown model {kind!r}; expected one of {(*RECIPES[data.name], *PEERS)}")
     size = 60000
 
     def step(x: torch.Tensor) -> None:
         optimizers_step(opts, model({"data": x}, epoch=0, dataset_size=size, uses_ddp=False))
 
-    return model, step, lambda x: model.encoder(x).embedding
+    return model, step, lambda x: model.encoder(x).embedding, vars(opts)
 
 
-def train(kind: str, cpu_minutes: float, checkpoints: list[float], out: Path, seed: int = 0) -> dict:
+def run_name(kind: str, seed: int) -> str:
+    return kind if seed == 0 else f"{kind}-seed{seed}"
+
+
+def save_state(folder: Path, model, ema, opts: dict, steps: int, used: float, meta: dict) -> None:
+    """Everything a cut run needs to go on: weights, EMA, optimisers, RNG, steps and CPU time used (one file)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    opt_meta = {}
+    for name, opt in opts.items():
+        t, m = optimizer_to_tensors(f"opt.{name}", opt)
+        tensors.update(t)
+        opt_meta[name] = m
+    tensors["rng.cpu"] = torch.get_rng_state()
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    state = json.dumps({"steps": steps, "cpu_min": used, "opts": opt_meta, "checkpoints": meta})
+    atomic_write(folder / "state.safetensors", lambda p: save_file(tensors, p, metadata={"peers_state": state}))
+
+
+def load_state(folder: Path, model, ema, opts: dict) -> tuple[int, float, dict]:
+    from safetensors import safe_open
+
+    path = folder / "state.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        state = json.loads(f.metadata()["peers_state"])
+    tensors = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    for name, opt in opts.items():
+        optimizer_from_tensors(f"opt.{name}", opt, tensors, state["opts"][name])
+    torch.set_rng_state(tensors["rng.cpu"])
+    return state["steps"], state["cpu_min"], state["checkpoints"]
+
+
+def train(
+    kind: str,
+    data: Data,
+    images: torch.Tensor,
+    cpu_minutes: float,
+    checkpoints: list[float],
+    out: Path,
+    seed: int = 0,
+    save_every: float = 5.0,
+) -> dict:
     """Train ``kind`` until it has used ``cpu_minutes`` of process CPU time, saving its EMA at each checkpoint
-    (CPU minutes) as OUT/<kind>/cpu<minutes>.safetensors. Returns {checkpoint: {"steps": .., "cpu_min": ..}}."""
-    folder = out / kind
+    (CPU minutes) as OUT/<run>/cpu<minutes>.safetensors. Returns {checkpoint: {"steps": .., "cpu_min": ..}}."""
+    folder = out / run_name(kind, seed)
     folder.mkdir(parents=True, exist_ok=True)
     meta_file = folder / "meta.json"
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     if all(f"{c:g}" in meta for c in checkpoints):
         return meta
     torch.manual_seed(seed)
-    model, step, _ = build(kind)
+    model, step, _, opts = build(kind, data)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    data = FashionMNIST(split="train", image_size=32)
-    loader = make_loader(data, 64, shuffle=True, seed=seed)
-    it, todo, meta, steps = iter(loader), sorted(checkpoints), {}, 0
+    steps, used_before, meta = 0, 0.0, {}
+    if (folder / "state.safetensors").is_file():
+        steps, used_before, meta = load_state(folder, model, ema, opts)
+    batch, per_epoch = 64, len(images) // 64
+
+    def batches(start: int):
+        """Seeded per epoch, so a resumed run sees the batches it would have seen."""
+        epoch, offset = divmod(start, per_epoch)
+        while True:
+            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+            for i in range(offset, per_epoch):
+                yield images[order[i * batch : (i + 1) * batch]].float().div(255)
+            epoch, offset = epoch + 1, 0
+
+    todo = sorted(c for c in checkpoints if f"{c:g}" not in meta)
     model.train()
-    bar = tqdm(total=round(60 * cpu_minutes), desc=f"{kind} (CPU s)", unit="s")
-    cpu0, excluded = time.process_time(), 0.0
+    bar = tqdm(total=round(60 * cpu_minutes), initial=round(60 * used_before), desc=f"{folder.name} (CPU s)",
+               unit="s", mininterval=10)  # fmt: skip
+    cpu0, excluded, last_save = time.process_time(), 0.0, used_before
+    it = batches(steps)
     while todo:
-        try:
-            x = next(it)
-        except StopIteration:
-            it = iter(loader)
-            x = next(it)
-        step(x)
+        step(next(it))
         with torch.no_grad():  # EMA of every parameter (ours: the critics too, harmlessly; only E and G are used)
             decay = min(0.999, (1 + steps) / (10 + steps))
             torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
             for e, b in zip(ema.buffers(), model.buffers()):
                 e.copy_(b)
         steps += 1
-        used = (time.process_time() - cpu0 - excluded) / 60
-        bar.n = round(60 * used)
-        bar.refresh()
-        if used >= todo[0]:
+        used = used_before + (time.process_time() - cpu0 - excluded) / 60
+        bar.update(round(60 * used) - bar.n)
+        if used >= todo[0] or used - last_save >= save_every:
             t = time.process_time()
-            state = {k: v.contiguous() for k, v in ema.state_dict().items()}
-            atomic_write(folder / f"cpu{todo[0]:g}.safetensors", lambda p, state=state: save_file(state, p))
-            meta[f"{todo[0]:g}"] = {"steps": steps, "cpu_min": round(used, 3)}
-            atomic_write(meta_file, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
-            todo.pop(0)
+            if used >= todo[0]:
+                state = {k: v.contiguous() for k, v in ema.state_dict().items()}
+                atomic_write(folder / f"cpu{todo[0]:g}.safetensors", lambda p, state=state: save_file(state, p))
+                meta[f"{todo[0]:g}"] = {"steps": steps, "cpu_min": round(used, 3)}
+                atomic_write(meta_file, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
+                todo.pop(0)
+            if todo:
+                save_state(folder, model, ema, opts, steps, used, meta)
+            last_save = used
             excluded += time.process_time() - t
     bar.close()
+    (folder / "state.safetensors").unlink(missing_ok=True)  # finished: the checkpoints are what is kept
     return meta
 
 
-def load(kind: str, out: Path, checkpoint: float) -> tuple[nn.Module, callable]:
-    model, _, encode = build(kind)
-    model.load_state_dict(load_file(str(out / kind / f"cpu{checkpoint:g}.safetensors")))
+def load(kind: str, data: Data, out: Path, run: str, checkpoint: float) -> tuple[nn.Module, callable]:
+    model, _, encode, _ = build(kind, data)
+    model.load_state_dict(load_file(str(out / run / f"cpu{checkpoint:g}.safetensors")))
     return model.eval(), encode
 
 
 @torch.no_grad()
-def adapter(kind: str, model: nn.Module, encode: callable, mixture: GaussianMixtureSampler) -> ModelAdapter:
+def adapter(kind: str, data: Data, model: nn.Module, encode: callable, mixture) -> ModelAdapter:
     """Reconstruction (the posterior mean for the peers; one posterior draw for BAVAE, as bavae does) and the two
     samplers: the prior and the mixture fitted on training codes."""
     if kind.startswith("bavae"):
         decode = model.decoder
+        latent = model.config.latent_dim
     else:
         decode = lambda z: model.decoder(z).reconstruction  # noqa: E731
-    samplers = {"prior": lambda n: decode(torch.randn(n, 16)), "gmm": lambda n: decode(mixture.sample(n))}
+        latent = data.spec.latent_dim
+    samplers = {"prior": lambda n: decode(torch.randn(n, latent)), "gmm": lambda n: decode(mixture.sample(n))}
     return ModelAdapter(
-        lambda x: decode(encode(x)), samplers["prior"], 32, 1, samplers=samplers, default_sampler="prior"
+        lambda x: decode(encode(x)),
+        samplers["prior"],
+        data.spec.image_size,
+        data.spec.channels,
+        samplers=samplers,
+        default_sampler="prior",
     )  # "prior" is the default path here, so its FID is computed once
 
 
 @torch.no_grad()
-def fit_mixture(encode: callable, components: int, n: int = 60000) -> GaussianMixtureSampler:
-    data = FashionMNIST(split="train", image_size=32, limit=n)
-    x = data.data.float().div(255).unsqueeze(1)
-    codes = torch.cat([encode(torch.nn.functional.pad(b, (2, 2, 2, 2))) for b in x.split(1000)])
+def fit_mixture(encode: callable, images: torch.Tensor, components: int, n: int = 60000) -> GaussianMixtureSampler:
+    codes = torch.cat([encode(b.float().div(255)) for b in images[:n].split(500)])
     return GaussianMixtureSampler.fit(codes, components, seed=0)
 
 
-def score(kind: str, out: Path, checkpoint: float, components: int, n: int) -> dict:
-    model, encode = load(kind, out, checkpoint)
-    mixture = fit_mixture(encode, components)
-    m = adapter(kind, model, encode, mixture)
-    report = evaluate(m, settings=EvalSettings(n_samples=n, n_test=n))
-    if checkpoint:
-        save_grid(m.samplers["gmm"](64).clamp(0, 1), out / kind / f"cpu{checkpoint:g}-gmm.png", 8)
-        save_grid(m.samplers["prior"](64).clamp(0, 1), out / kind / f"cpu{checkpoint:g}-prior.png", 8)
-    return {k: report[k] for k in ("fid_prior", "fid_gmm", "recon_mse", "recon_ssim", "class_agreement")}
+def score(kind: str, data: Data, images, out: Path, run: str, checkpoint: float, components: int, n: int) -> dict:
+    model, encode = load(kind, data, out, run, checkpoint)
+    mixture = fit_mixture(encode, images, components)
+    m = adapter(kind, data, model, encode, mixture)
+    report = evaluate(m, **data.eval_args(), settings=EvalSettings(n_samples=n, n_test=n))
+    save_grid(m.samplers["gmm"](64).clamp(0, 1), out / run / f"cpu{checkpoint:g}-gmm.png", 8)
+    save_grid(m.samplers["prior"](64).clamp(0, 1), out / run / f"cpu{checkpoint:g}-prior.png", 8)
+    keys = ("fid_prior", "fid_gmm", "recon_mse", "recon_ssim", "recon_fid", "class_agreement")
+    return {k: report[k] for k in keys if k in report}
 
 
 NAMES = {
     "bavae": "bavae, shared critic trunk, bf16",
     "bavae-fp32": "bavae, two critic trunks, fp32 (bavae-fashionmnist32's recipe)",
     "bavae-resnet": "bavae, ResNet family (width 16)",
+    "bavae-w48": "bavae, width 48",
+    "bavae-latent128": "bavae, latent 128",
+    "bavae-critic64": "bavae, critic width 64",
+    "bavae-pixel4": "bavae, pixel weight 4",
+    "bavae-feature4": "bavae, feature weight 4",
+    "bavae-lr5e-4": "bavae, learning rates 5e-4",
     "vae": "pythae VAE",
     "vaegan": "pythae VAEGAN",
     "aae": "pythae AAE",
@@ -301,33 +446,39 @@ NAMES = {
 }
 
 
+def label(run: str) -> str:
+    kind, _, seed = run.partition("-seed")
+    return NAMES.get(kind, kind) + (f", seed {seed}" if seed else "")
+
+
 def markdown(results: dict, at: str) -> str:
     lines = [
-        "| model | steps | FID, prior ↓ | FID, GMM ↓ | recon MSE ↓ | SSIM ↑ | class agreement ↑ |",
-        "|---|---|---|---|---|---|---|",
+        "| model | steps | FID, prior ↓ | FID, GMM ↓ | recon MSE ↓ | SSIM ↑ | recon FID ↓ | class agreement ↑ |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for kind, r in results.items():
+    for run, r in results.items():
         if at in r.get("checkpoints", {}):
             c = r["checkpoints"][at]
+            recon_fid = f"{c['recon_fid']:.1f}" if "recon_fid" in c else "–"
             lines.append(
-                f"| {NAMES[kind]} | {c['steps']:,} | {c['fid_prior']:.1f} | {c['fid_gmm']:.1f} | "
-                f"{c['recon_mse']:.4f} | {c['recon_ssim']:.3f} | {c['class_agreement']:.1%} |"
+                f"| {label(run)} | {c['steps']:,} | {c['fid_prior']:.1f} | {c['fid_gmm']:.1f} | "
+                f"{c['recon_mse']:.4f} | {c['recon_ssim']:.3f} | {recon_fid} | {c['class_agreement']:.1%} |"
             )
     return "\n".join(lines)
 
 
-def plot(results: dict, path: Path) -> None:
+def plot(results: dict, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(11, 4.6))
-    for i, (kind, r) in enumerate(results.items()):
+    for i, (run, r) in enumerate(results.items()):
         pts = sorted((c["cpu_min"], c["fid_prior"], c["fid_gmm"]) for c in r["checkpoints"].values())
         color = f"C{i}"
-        lw = 2.5 if kind == "bavae" else 1.3
-        ax.plot([p[0] for p in pts], [p[2] for p in pts], "-o", color=color, lw=lw, ms=4, label=f"{NAMES[kind]}, GMM")
+        lw = 2.5 if run == "bavae" else 1.3
+        ax.plot([p[0] for p in pts], [p[2] for p in pts], "-o", color=color, lw=lw, ms=4, label=f"{label(run)}, GMM")
         ax.plot(
             [p[0] for p in pts],
             [p[1] for p in pts],
@@ -335,14 +486,14 @@ def plot(results: dict, path: Path) -> None:
             color=color,
             lw=lw * 0.7,
             alpha=0.7,
-            label=f"{NAMES[kind]}, prior",
+            label=f"{label(run)}, prior",
         )
     ax.set(
         xlabel="single-thread CPU minutes of training",
         ylabel="sample FID (classifier features) ↓",
         xscale="log",
         yscale="log",
-        title="Fashion-MNIST 32x32, latent 16, same trunks, equal CPU time",
+        title=title,
     )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the curves, not over them
@@ -352,36 +503,51 @@ def plot(results: dict, path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--data", choices=tuple(RECIPES), default="fashion-mnist")
+    p.add_argument("--data-dir", default=None, help="emoji: the folder of make_emoji_folder.py (default data/emoji)")
+    p.add_argument("--models", default=None, help=f"default: {','.join(MODELS)} (fashion-mnist), bavae + peers (emoji)")
+    p.add_argument("--seeds", default="0", help="comma-separated; seed s > 0 trains into OUT/<model>-seed<s>")
     p.add_argument("--cpu-minutes", type=float, default=24.0)
     p.add_argument("--checkpoints", default="1.5,3,6,12,24", help="CPU minutes at which to save and score")
+    p.add_argument("--save-every", type=float, default=5.0, help="CPU minutes between resumable states")
     p.add_argument("--components", type=int, default=50, help="Gaussian-mixture components for every model")
     p.add_argument("--n-eval", type=int, default=10000)
     p.add_argument("--out", default="runs/peers")
     p.add_argument("--train-only", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(1)
+    data = data_setup(args.data, args.data_dir)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = [float(c) for c in args.checkpoints.split(",")]
     assert max(checkpoints) <= args.cpu_minutes, "checkpoints must lie within --cpu-minutes"
-    kinds = args.models.split(",")
-    for kind in kinds:  # one after another, never side by side
-        train(kind, args.cpu_minutes, checkpoints, out)
+    default = MODELS if args.data == "fashion-mnist" else ("bavae", "vae", "aae", "wae", "rae")
+    kinds = args.models.split(",") if args.models else list(default)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    images = data.train_images()
+    runs = [(kind, seed) for seed in seeds for kind in kinds]
+    for kind, seed in runs:  # one after another, never side by side
+        train(kind, data, images, args.cpu_minutes, checkpoints, out, seed, args.save_every)
     if args.train_only:
         return
     results_file = out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
-    for kind in kinds:
-        meta = json.loads((out / kind / "meta.json").read_text())
-        entry = results.setdefault(kind, {"checkpoints": {}})
+    for kind, seed in runs:
+        run = run_name(kind, seed)
+        meta = json.loads((out / run / "meta.json").read_text())
+        entry = results.setdefault(run, {"checkpoints": {}})
         for c in checkpoints:
             if f"{c:g}" not in entry["checkpoints"]:
-                entry["checkpoints"][f"{c:g}"] = {**meta[f"{c:g}"], **score(kind, out, c, args.components, args.n_eval)}
+                entry["checkpoints"][f"{c:g}"] = {
+                    **meta[f"{c:g}"],
+                    **score(kind, data, images, out, run, c, args.components, args.n_eval),
+                }
                 atomic_write(results_file, lambda t: Path(t).write_text(json.dumps(results, indent=2)))
-    results = {k: results[k] for k in kinds}
+    results = {run_name(k, s): results[run_name(k, s)] for k, s in runs}
     hardware = f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread"
-    plot(results, out / "fid_vs_cpu.png")
+    shape = "x".join(map(str, data.shape))
+    title = f"{args.data} {shape}, latent {data.spec.latent_dim}, same trunks, equal CPU time"
+    plot(results, out / "fid_vs_cpu.png", title)
     print(f"\n{hardware}; at {checkpoints[-1]:g} CPU minutes each:\n\n{markdown(results, f'{checkpoints[-1]:g}')}")
 
 

@@ -146,7 +146,7 @@ def test_a_tampered_bundled_classifier_is_refused(tmp_path, monkeypatch):
     data = bytearray((folder / "model.safetensors").read_bytes())
     data[-1] ^= 1
     (bad / "model.safetensors").write_bytes(bytes(data))
-    monkeypatch.setattr(ev, "classifier_dir", lambda: bad)  # the installed copy, tampered with
+    monkeypatch.setattr(ev, "classifier_dir", lambda name=None: bad)  # the installed copy, tampered with
     with pytest.raises(WeightsError, match="sha256 mismatch") as e:
         ev.load_classifier("cpu")
     assert ev.CLASSIFIER_SHA256 in str(e.value) and str(bad / "model.safetensors") in str(e.value)

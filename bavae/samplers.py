@@ -40,6 +40,12 @@ def check_sampler_config(sampler: Any, latent_dim: int) -> None:
         raise ValueError(f"config.sampler must be {expected}, got {sampler!r}")
 
 
+def supported_components(n_codes: int, latent_dim: int) -> int:
+    """The most components ``n_codes`` codes can fit: a full covariance has d(d+1)/2 numbers, so at least 2(d+1)
+    codes per component, or the mixture copies codes."""
+    return max(1, n_codes // (2 * (latent_dim + 1)))
+
+
 class GaussianMixtureSampler(nn.Module):
     """A K-component, full-covariance Gaussian mixture over codes: weights, means and Cholesky factors as buffers."""
 
@@ -157,4 +163,4 @@ def build_sampler(sampler: dict[str, Any] | None, latent_dim: int) -> GaussianMi
     return GaussianMixtureSampler(sampler["components"], latent_dim)
 
 
-__all__ = ["SAMPLER_KINDS", "GaussianMixtureSampler", "build_sampler", "check_sampler_config"]
+__all__ = ["SAMPLER_KINDS", "GaussianMixtureSampler", "build_sampler", "check_sampler_config", "supported_components"]

@@ -336,7 +336,7 @@ def fit_latent_sampler(
     import torch
     from tqdm.auto import tqdm
 
-    from .samplers import GaussianMixtureSampler
+    from .samplers import GaussianMixtureSampler, supported_components
 
     n = min(max_codes, len(dataset))
     index = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
@@ -347,8 +347,7 @@ def fit_latent_sampler(
         for x in tqdm(loader, desc="encoding for the sampler", disable=not progress, leave=False)
     ]
     codes = torch.cat(codes)
-    # A full covariance has d(d+1)/2 numbers: keep at least 2(d+1) codes per component, or the mixture copies codes
-    supported = max(1, len(codes) // (2 * (codes.shape[1] + 1)))
+    supported = supported_components(len(codes), codes.shape[1])
     if components > supported:
         print(
             f"fitting {supported} mixture component(s), not {components}: {len(codes)} codes of dimension "

@@ -61,7 +61,7 @@ from bavae.images import save_grid
 from bavae.nets import NetSpec
 from bavae.nets.common import conv_stages, hidden_dim
 from bavae.nets.dcgan import dcgan_decoder, image_trunk
-from bavae.samplers import GaussianMixtureSampler
+from bavae.samplers import GaussianMixtureSampler, supported_components
 from bavae.train import game_step, optimizer_from_tensors, optimizer_to_tensors, optimizers
 
 try:
@@ -414,7 +414,7 @@ def adapter(kind: str, data: Data, model: nn.Module, encode: callable, mixture) 
 @torch.no_grad()
 def fit_mixture(encode: callable, images: torch.Tensor, components: int, n: int = 60000) -> GaussianMixtureSampler:
     codes = torch.cat([encode(b.float().div(255)) for b in images[:n].split(500)])
-    return GaussianMixtureSampler.fit(codes, components, seed=0)
+    return GaussianMixtureSampler.fit(codes, min(components, supported_components(*codes.shape)), seed=0)
 
 
 def score(kind: str, data: Data, images, out: Path, run: str, checkpoint: float, components: int, n: int) -> dict:

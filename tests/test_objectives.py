@@ -17,11 +17,19 @@ import pytest
 import torch
 from helpers import images, tiny_model
 
-from bavae.objectives import OBJECTIVES, ObjectiveWeights, autoencoder_losses, critic_losses, fake_pairs, mmd_imq
+from bavae.objectives import (
+    OBJECTIVES,
+    ObjectiveWeights,
+    autoencoder_losses,
+    critic_losses,
+    fake_pairs,
+    mmd_imq,
+    sliced_wasserstein,
+)
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
-TERMS = ("kl", "generative", "info", "feature", "pixel", "cycle", "marginal", "sample")
+TERMS = ("kl", "generative", "info", "feature", "pixel", "cycle", "marginal", "sliced", "sample")
 N = 6
 
 
@@ -167,6 +175,28 @@ def test_marginal_term_is_the_mmd_of_codes_and_prior_draws(model, batch):
     torch.manual_seed(5)
     expected = mmd_imq(z, torch.randn(N, model.config.latent_dim))
     assert close(got.encoder, expected) and close(got.decoder, 0.0), (got.encoder, expected)
+
+
+def test_sliced_term_is_the_sliced_wasserstein_distance_of_codes_and_prior_draws(model, batch):
+    _, z, _, _ = batch
+    got = losses(model, batch, only("sliced"), seed=5)
+    torch.manual_seed(5)
+    prior = torch.randn(N, model.config.latent_dim)
+    expected = sliced_wasserstein(z, prior) * model.config.latent_dim
+    assert close(got.encoder, expected) and close(got.decoder, 0.0), (got.encoder, expected)
+
+
+def test_sliced_wasserstein_matches_closed_forms():
+    """Along a unit direction u, N(m, s^2 I) projects to N(m.u, s^2): W2^2 against N(0, 1) is (m.u)^2 + (s - 1)^2,
+    whose mean over uniform directions is |m|^2 / d + (s - 1)^2."""
+    g = torch.Generator().manual_seed(0)
+    d, n = 8, 20000
+    a, b = torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+    torch.manual_seed(1)
+    assert sliced_wasserstein(a, b, projections=256) < 0.005
+    assert sliced_wasserstein(1.5 * a, b, projections=256) == pytest.approx(0.25, abs=0.02)
+    shift = torch.full((d,), 0.5)
+    assert sliced_wasserstein(a + shift, b, projections=1024) == pytest.approx(0.25 * d / d, abs=0.03)
 
 
 def test_weights_scale_their_terms_and_the_losses_add_up(model, batch):

@@ -60,7 +60,7 @@ FASHION_MNIST_CLASSES = (
     "Ankle boot",
 )
 EMOJI_CLASSIFIER_NAME = "emoji-classifier"
-EMOJI_CLASSIFIER_SHA256 = "0000000000000000000000000000000000000000000000000000000000000000"
+EMOJI_CLASSIFIER_SHA256 = "98c730f399b11eb981c0e42208361063b3a896c1922419b5356ca72378f643ca"
 EMOJI_CATEGORIES = (  # emoji.json's categories, as benchmarks/make_emoji_folder.py names the folders
     "activities",
     "animals-nature",

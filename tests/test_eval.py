@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_one_line_error, bavae_cli, clean_env, ok, read_idx_images, save_tiny
+from helpers import assert_one_line_error, bavae_cli, clean_env, ok, read_idx_images, save_tiny, tiny_model
 
 from bavae import eval as ev
 from bavae import zoo
@@ -134,6 +134,27 @@ def test_bundled_classifier_matches_its_hash_and_its_card(tmp_path, fashion_mnis
         clf(torch.zeros(2, 3, 32, 32))
     with pytest.raises(WeightsError, match="missing"):
         ev.load_classifier(path=tmp_path / "nowhere")
+
+
+def test_bundled_colour_classifier_matches_its_hash_and_scores_colour_pictures():
+    """The colour evaluator: sha256-checked, 3x64x64 in, 128-d features out, nine emoji categories, and its card's
+    held-out accuracy and FID floors recorded beside it."""
+    folder = ev.classifier_dir(ev.EMOJI_CLASSIFIER_NAME)
+    assert zoo.sha256_file(folder / "model.safetensors") == ev.EMOJI_CLASSIFIER_SHA256
+    card = json.loads((folder / "config.json").read_text())
+    assert card["classes"] == list(ev.EMOJI_CATEGORIES) and 0.6 < card["test_accuracy"] < 1
+    assert card["fid_floors"]["train_vs_test"] > 0
+    clf = ev.load_classifier("cpu", name=ev.EMOJI_CLASSIFIER_NAME)
+    white, red = torch.ones(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)
+    red[:, 0, 16:48, 16:48] = 1.0
+    with torch.no_grad():
+        f = clf.features(torch.cat([white, red]))
+    assert f.shape == (2, 128) and not torch.allclose(f[0], f[1])
+    with pytest.raises(ValueError, match=r"\(N, 3, 64, 64\)"):
+        clf(torch.zeros(2, 1, 64, 64))
+    assert ev.evaluator_for("folder", 3, 64).name == ev.EMOJI_CLASSIFIER_NAME
+    assert ev.evaluator_for("fashion-mnist", 1, 28).name == ev.CLASSIFIER_NAME
+    assert ev.evaluator_for("dsprites", 1, 64) is None and ev.evaluator_for("folder", 1, 32) is None
 
 
 def test_a_tampered_bundled_classifier_is_refused(tmp_path, monkeypatch):
@@ -272,3 +293,28 @@ def test_cli_eval_dsprites_gives_mig(tmp_path):
     # a gap per factor that varies (color is constant in dSprites: no gap for it)
     assert {f"mig_{k}" for k in ("shape", "scale", "orientation", "posX", "posY")} <= set(report), report
     assert "fid" not in report  # the Fashion-MNIST classifier is not used on dSprites
+
+
+def test_a_colour_model_on_a_folder_gets_the_colour_evaluators_metrics(tmp_path):
+    """3x64x64 on an image folder: FID of both samplers, reconstruction FID and class agreement from the colour
+    evaluator; a perfect reconstruction scores recon FID ~0 and full agreement."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("test", 40)):
+        (tmp_path / split / "shapes").mkdir(parents=True)
+        for i in range(n):
+            arr = np.full((64, 64, 3), 255, np.uint8)
+            y, x = rng.integers(4, 36, 2)
+            arr[y : y + 24, x : x + 24] = rng.integers(0, 255, 3)
+            Image.fromarray(arr).save(tmp_path / split / "shapes" / f"{i}.png")
+    model = tiny_model(image_size=64, channels=3)
+    settings = ev.EvalSettings(n_samples=64, n_test=40, n_kl=8, infonce_batch=8, batch_size=32)
+    report = ev.evaluate(model, "folder", data_dir=tmp_path, settings=settings)
+    assert {"fid", "fid_prior", "recon_fid", "class_agreement"} <= set(report) and report["n_test"] == 40
+    assert "classifier_accuracy_on_recon" not in report  # a folder has no labels
+    x, _, _ = ev._test_images("folder", 64, 3, 40, tmp_path)
+    perfect = ev.ModelAdapter(lambda b: b, lambda n: x[:n], 64, 3)
+    exact = ev.evaluate(perfect, "folder", data_dir=tmp_path, settings=settings)
+    assert exact["recon_fid"] == pytest.approx(0, abs=1e-4) and exact["class_agreement"] == 1.0
+    assert exact["recon_mse"] == 0 and report["recon_fid"] > 1.0

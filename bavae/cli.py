@@ -261,14 +261,15 @@ def cli() -> None:
 
 @cli.command("list")
 @click.argument("pattern", default="*")
-def list_command(pattern: str) -> None:
-    """List the pretrained models.
+@click.option("--pretrained", is_flag=True, help="Only the models that have weights.")
+def list_command(pattern: str, pretrained: bool) -> None:
+    """List the zoo's models; those without weights yet are marked so.
 
     PATTERN is an fnmatch pattern, for example '*mnist*'.
     """
     from .zoo import bundled_root, list_models, model_info
 
-    names = list_models(pattern)
+    names = list_models(pattern, pretrained=pretrained)
     if not names:
         raise click.ClickException(f"no pretrained model matches {pattern!r}; `bavae list` shows them all")
     width = max(len(n) for n in names)
@@ -276,6 +277,8 @@ def list_command(pattern: str) -> None:
         r = model_info(name)
         c = r.config
         where = "bundled" if r.bundled and (bundled_root() / name).is_dir() else f"hub:{r.hf_hub_id}"
+        if not r.has_weights:
+            where = f"no weights yet (`bavae info {name}`)"
         shape = f"{c.get('channels')}x{c.get('image_size')}x{c.get('image_size')}"
         click.echo(f"{name:<{width}}  {r.dataset:<14} {shape:<9} {c.get('arch'):<7} {where}")
 

@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -44,7 +45,6 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from . import __version__
 from .files import OutputError, check_output_folder, sha256_file
 
 FORMATS = ("onnx", "torch-export")
@@ -261,7 +261,8 @@ def _write_torch_export(graph: Graph, path: Path) -> dict[str, Any]:
 
 def versions(format: str) -> dict[str, str]:
     """The versions the files were written with: bavae, torch, python, and onnx/onnxscript for ONNX."""
-    out = {"bavae": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    # the package's version without importing the package's door (whose names reach up to the zoo)
+    out = {"bavae": sys.modules[__package__].__version__, "torch": torch.__version__, "python": platform.python_version()}
     if format == "onnx":
         import onnx
         import onnxscript

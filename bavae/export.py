@@ -262,7 +262,11 @@ def _write_torch_export(graph: Graph, path: Path) -> dict[str, Any]:
 def versions(format: str) -> dict[str, str]:
     """The versions the files were written with: bavae, torch, python, and onnx/onnxscript for ONNX."""
     # the package's version without importing the package's door (whose names reach up to the zoo)
-    out = {"bavae": sys.modules[__package__].__version__, "torch": torch.__version__, "python": platform.python_version()}
+    out = {
+        "bavae": sys.modules[__package__].__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     if format == "onnx":
         import onnx
         import onnxscript

@@ -24,7 +24,7 @@ This module works on the model it is handed (its ``encoder``, ``decoder``, ``lat
 and imports no BAVAE: :meth:`bavae.BAVAE.export` calls it.
 
 A ``.pt2`` file holds the program as JSON and its tensors as raw bytes (nothing bavae writes is pickled);
-``torch.export.load`` unpickles only its example inputs, with ``torch.load(weights_only=True)``. Load programs
+``torch.export.load`` unpickles only its example inputs, through torch's weights-only unpickler. Load programs
 from sources you trust, as with any program.
 """
 

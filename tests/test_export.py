@@ -83,14 +83,14 @@ def parity(model, folder: Path, fmt: str, parts: list[str]) -> dict[str, float]:
     return worst
 
 
-@pytest.mark.slow  # 60-120 s on 2 busy cores: 14 ONNX exports and 14 programs
+@pytest.mark.slow  # 20-100 s each on 2 busy cores: 4 or 5 ONNX exports and as many programs
 @pytest.mark.parametrize("arch", ["mlp", "dcgan", "resnet"])
 def test_parity_for_every_family_and_both_image_sizes(arch, tmp_path):
     figures = []
     for size, channels in ((32, 1), (64, 3)):
         model = tiny_model(seed=size, arch=arch, image_size=size, channels=channels)
         parts = ["decoder", "encoder"]
-        if arch == "dcgan":  # the sampler's graph is the same for every family: exported once per size
+        if arch == "dcgan" and size == 32:  # the sampler's graph depends on the latent size alone: exported once
             with_mixture(model, seed=size)
             parts.append("sampler")
         for fmt in ("onnx", "torch-export"):
@@ -151,7 +151,7 @@ def test_cli_exports_the_default_model_to_onnx_at_parity(tmp_path, bundled_defau
     assert max(diffs.values()) <= TOLERANCE, diffs
 
 
-@pytest.mark.slow  # 12-20 s on 2 busy cores: four CLI processes
+@pytest.mark.slow  # 10-20 s on 2 busy cores: three CLI processes
 def test_bad_exports_fail_in_one_line_and_write_nothing(tmp_path):
     plain = tmp_path / "plain"
     save_tiny(plain)  # no fitted sampler
@@ -163,7 +163,6 @@ def test_bad_exports_fail_in_one_line_and_write_nothing(tmp_path):
         (("--format", "tflite", "-o", tmp_path / "a"), ("'tflite'", "onnx", "torch-export")),
         (("--format", "onnx", "--part", "sampler", "-o", tmp_path / "b"), ("no fitted latent sampler", "fit-sampler")),
         (("--format", "torch-export", "-o", full), ("not empty",)),
-        (("--format", "torch-export", "--opset", "20", "-o", tmp_path / "c"), ("opset", "onnx")),
     ]
     for args, expected in cases:
         assert_one_line_error(bavae_cli("export", plain, *args, env=env), *expected)
@@ -176,6 +175,7 @@ def test_bad_exports_fail_in_one_line_and_write_nothing(tmp_path):
         (dict(format="onnx", parts=["sampler"]), "no fitted latent sampler"),
         (dict(format="onnx", parts=["critic"]), "unknown part"),
         (dict(format="onnx", opset=9), "opset must be an integer >= 18"),
+        (dict(format="torch-export", opset=20), "opset applies to the onnx format only"),
     ]:
         with pytest.raises(ExportError, match=expected):
             model.export(tmp_path / "d", **kwargs)

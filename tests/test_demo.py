@@ -263,6 +263,7 @@ def test_demo_command_refuses_bad_arguments_in_one_line():
     assert "--host" in ok(bavae_cli("demo", "--help", env=env)).stdout
 
 
+@pytest.mark.slow  # 10-50 s on 2 busy cores: a process that imports gradio and torch
 def test_app_py_is_the_same_page_as_a_space():
     """app.py builds the demo (as a Space runs it), and the Space README's header names it."""
     import yaml

@@ -13,7 +13,7 @@ $(PY):
 
 $(VENV)/.installed: $(PY) setup.cfg pyproject.toml
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e ".[test,train,docs,bench]"
+	$(PY) -m pip install -q -e ".[test,train,docs,bench,demo,export]"
 	touch $@
 
 install: $(VENV)/.installed

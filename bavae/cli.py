@@ -261,14 +261,15 @@ def cli() -> None:
 
 @cli.command("list")
 @click.argument("pattern", default="*")
-def list_command(pattern: str) -> None:
-    """List the pretrained models.
+@click.option("--pretrained", is_flag=True, help="Only the models that have weights.")
+def list_command(pattern: str, pretrained: bool) -> None:
+    """List the zoo's models; those without weights yet are marked so.
 
     PATTERN is an fnmatch pattern, for example '*mnist*'.
     """
     from .zoo import bundled_root, list_models, model_info
 
-    names = list_models(pattern)
+    names = list_models(pattern, pretrained=pretrained)
     if not names:
         raise click.ClickException(f"no pretrained model matches {pattern!r}; `bavae list` shows them all")
     width = max(len(n) for n in names)
@@ -276,6 +277,8 @@ def list_command(pattern: str) -> None:
         r = model_info(name)
         c = r.config
         where = "bundled" if r.bundled and (bundled_root() / name).is_dir() else f"hub:{r.hf_hub_id}"
+        if not r.has_weights:
+            where = f"no weights yet (`bavae info {name}`)"
         shape = f"{c.get('channels')}x{c.get('image_size')}x{c.get('image_size')}"
         click.echo(f"{name:<{width}}  {r.dataset:<14} {shape:<9} {c.get('arch'):<7} {where}")
 
@@ -660,6 +663,62 @@ def push_command(model_dir: str, repo_id: str, branch: str | None, private: bool
         train_command=train_command_line(train_config) if train_config else None,
     )
     click.echo(f"pushed {model_dir} to {repo_id}: {info.commit_url} (load it with bavae.load({repo_id!r}))")
+
+
+@cli.command("export")
+@click.argument("model", metavar="MODEL")
+@click.option(
+    "--format", "fmt", type=click.Choice(["onnx", "torch-export"]), required=True, help="ONNX files or .pt2 programs."
+)
+@click.option("-o", "--out", required=True, help="Output folder (new or empty).")
+@click.option(
+    "--part",
+    "parts",
+    type=click.Choice(["decoder", "encoder", "sampler"]),
+    multiple=True,
+    help="What to write (repeatable). Default: decoder, encoder, and the fitted sampler's draw if the model has one.",
+)
+@click.option("--opset", type=click.IntRange(18), default=None, help="ONNX opset. Default: torch.onnx's.")
+def export_command(model: str, fmt: str, out: str, parts: tuple[str, ...], opset: int | None) -> None:
+    """Export a model's networks as ONNX files or torch.export programs.
+
+    Writes the decoder (codes -> images), the encoder (images and its noise -> codes) and the fitted sampler's
+    draw (uniform and normal noise -> codes), each with a dynamic batch size, in float32, and export.json beside
+    them (opset, versions, inputs, outputs, sha256). MODEL is a zoo name, a model folder or a Hub repo id.
+    """
+    from .export import ExportError, check_export
+
+    _check_model(model)
+    m = _load(model, "cpu")
+    try:
+        check_export(m, out, fmt, list(parts) or None)  # fails in one line before the slow part
+        written = m.export(out, fmt, parts=list(parts) or None, opset=opset, source=model)
+    except ExportError as e:
+        raise click.ClickException(str(e)) from None
+    files = sorted(p.name for p in written.iterdir())
+    click.echo(f"wrote {written}: {', '.join(files)}")
+
+
+@cli.command("demo")
+@click.argument("model", required=False, default=None, metavar="[MODEL]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="Port (0: any free one).")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP + ".")
+def demo_command(model: str | None, host: str, port: int, device: str) -> None:
+    """Serve the interactive demo page (Gradio; pip install 'bavae[demo]').
+
+    Sample, Reconstruct, Interpolate and Explore tabs over the zoo's models with weights; MODEL (a zoo name,
+    folder or Hub repo id) is the one shown first. Runs offline on the bundled weights.
+    """
+    if model is not None:
+        _check_model(model, device)
+    try:
+        from .demo import serve
+    except ImportError as e:
+        if e.name and e.name.split(".")[0] == "gradio":
+            raise click.ClickException("`bavae demo` needs gradio: pip install 'bavae[demo]'") from None
+        raise
+    serve(model, host=host, port=port, device=device)
 
 
 # ------------------------------------------------------------------------------------------------ entry point

@@ -450,6 +450,22 @@ class BAVAE(
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reconstruct(x)
 
+    def export(
+        self,
+        directory: str | os.PathLike,
+        format: str = "onnx",
+        *,
+        parts: list[str] | None = None,
+        opset: int | None = None,
+        source: str | None = None,
+    ) -> Path:
+        """Write the decoder (codes -> images), the encoder (images + noise -> codes) and the fitted sampler's draw as
+        ONNX files (``format="onnx"``) or torch.export programs (``"torch-export"``) with a dynamic batch size, and
+        ``export.json`` beside them (opset, versions, inputs and outputs). See :mod:`bavae.export`."""
+        from .export import export_model
+
+        return export_model(self, directory, format, parts=parts, opset=opset, source=source)
+
     # ---- saving and loading (the Hub layout: config.json + model.safetensors) ----
     def _save_pretrained(self, save_directory: Path) -> None:
         save_directory = Path(save_directory)

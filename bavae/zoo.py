@@ -84,6 +84,11 @@ class ModelRecord:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def has_weights(self) -> bool:
+        """Whether weights were published for this record (bundled or on the Hub): their sha256 is recorded."""
+        return bool(self.sha256)
+
 
 _MODELS: dict[str, ModelRecord] = {}
 
@@ -101,12 +106,18 @@ def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def list_models(pattern: str | Iterable[str] = "*") -> list[str]:
-    """Names of the pretrained models matching an fnmatch pattern (or any of several), sorted naturally."""
+def list_models(pattern: str | Iterable[str] = "*", pretrained: bool = False) -> list[str]:
+    """Names of the zoo's models matching an fnmatch pattern (or any of several), sorted naturally; with
+    ``pretrained=True`` only those that have weights (timm's ``list_models(pretrained=True)``): a record such as
+    ``bavae-celeba64`` is registered for its recipe before any weights exist."""
+    if not isinstance(pretrained, bool):
+        raise TypeError(f"pretrained must be True or False, got {pretrained!r}")
     patterns = [pattern] if isinstance(pattern, str) else list(pattern) if isinstance(pattern, (list, tuple)) else None
     if patterns is None or not all(isinstance(p, str) for p in patterns):
         raise TypeError(f"pattern must be an fnmatch pattern (a str) or a list of them, got {pattern!r}")
     names = {n for n in _MODELS for p in patterns if fnmatch.fnmatch(n, p)}
+    if pretrained:
+        names = {n for n in names if _MODELS[n].has_weights}
     return sorted(names, key=_natural_key)
 
 

@@ -12,29 +12,16 @@ weights. Drawing needs torch alone; fitting uses scikit-learn (the ``train`` ext
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-SAMPLER_KINDS = ("gmm",)
-MAX_COMPONENTS = 1024  # a config asking for more is not one we wrote
-
-
-def check_sampler_config(sampler: Any, latent_dim: int) -> None:
-    """Raise ValueError naming what is wrong with a config's ``sampler`` entry (None means: no fitted sampler)."""
-    if sampler is None:
-        return
-    expected = f'null or {{"kind": "gmm", "components": K}} with 1 <= K <= {MAX_COMPONENTS}'
-    if (
-        not isinstance(sampler, dict)
-        or sampler.get("kind") not in SAMPLER_KINDS
-        or set(sampler) != {"kind", "components"}
-    ):
-        raise ValueError(f"config.sampler must be {expected}, got {sampler!r}")
-    k = sampler["components"]
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_COMPONENTS:
-        raise ValueError(f"config.sampler must be {expected}, got {sampler!r}")
+from .configs import SAMPLER_KINDS, check_sampler_config
+from .errors import InvalidValue
 
 
 class GaussianMixtureSampler(nn.Module):
@@ -57,22 +44,21 @@ class GaussianMixtureSampler(nn.Module):
         cls, codes: torch.Tensor, components: int = 50, seed: int = 0, max_iter: int = 200
     ) -> GaussianMixtureSampler:
         """Fit on codes (N, latent_dim) with scikit-learn's EM (k-means initialisation, full covariances)."""
-        try:
+        try:  # an extra (bavae[train]): drawing from a fitted mixture needs torch alone
             from sklearn.mixture import GaussianMixture
         except ImportError:
             raise ImportError(
                 "fitting a latent sampler needs scikit-learn: pip install 'bavae[train]' (or pip install scikit-learn)"
             ) from None
-        import numpy as np
 
         codes = codes.detach().double().cpu().numpy()
         if codes.ndim != 2 or len(codes) < 2 * components:
-            raise ValueError(
+            raise InvalidValue(
                 f"fitting {components} components needs at least {2 * components} codes, "
                 f"got an array of shape {codes.shape}"
             )
         if not np.isfinite(codes).all():
-            raise ValueError("the codes to fit hold NaN or inf values: the model is broken")
+            raise InvalidValue("the codes to fit hold NaN or inf values: the model is broken")
         gmm = GaussianMixture(
             components, covariance_type="full", reg_covar=1e-5, max_iter=max_iter, random_state=seed
         ).fit(codes)
@@ -106,4 +92,37 @@ def build_sampler(sampler: dict[str, Any] | None, latent_dim: int) -> GaussianMi
     return GaussianMixtureSampler(sampler["components"], latent_dim)
 
 
-__all__ = ["SAMPLER_KINDS", "GaussianMixtureSampler", "build_sampler", "check_sampler_config"]
+def fit_latent_sampler(
+    model: Any,
+    dataset: torch.utils.data.Dataset,
+    components: int = 50,
+    max_codes: int = 60_000,
+    batch_size: int = 500,
+    seed: int = 0,
+    progress: bool = True,
+) -> GaussianMixtureSampler:
+    """Fit a Gaussian mixture on the codes of up to ``max_codes`` training images (one posterior draw each, spread
+    over the whole set) and attach it to ``model`` (a BAVAE); its ``sample`` then draws from it. Returns the sampler."""
+    n = min(max_codes, len(dataset))
+    index = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, index), batch_size=batch_size)
+    generator = torch.Generator(model.device).manual_seed(seed)
+    codes = [
+        model.encode(x.to(model.device), generator=generator).float().cpu()
+        for x in tqdm(loader, desc="encoding for the sampler", disable=not progress, leave=False)
+    ]
+    codes = torch.cat(codes)
+    # A full covariance has d(d+1)/2 numbers: keep at least 2(d+1) codes per component, or the mixture copies codes
+    supported = max(1, len(codes) // (2 * (codes.shape[1] + 1)))
+    if components > supported:
+        print(
+            f"fitting {supported} mixture component(s), not {components}: {len(codes)} codes of dimension "
+            f"{codes.shape[1]} support no more",
+            file=sys.stderr,
+        )
+    sampler = GaussianMixtureSampler.fit(codes, min(components, supported), seed=seed)
+    model.set_latent_sampler(sampler)
+    return sampler
+
+
+__all__ = ["SAMPLER_KINDS", "GaussianMixtureSampler", "build_sampler", "check_sampler_config", "fit_latent_sampler"]

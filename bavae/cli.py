@@ -134,6 +134,15 @@ def _output(out: str, fmt: str | None, allowed: tuple[str, ...] = FORMATS) -> tu
     return path, fmt
 
 
+def _check_data_dir(data: Any, dataset: str, data_dir: str | None) -> None:
+    """``--data-dir`` for ``--dataset``, checked by :mod:`bavae.data` (the module the command loaded): a usage
+    error, as the other options' are."""
+    try:
+        data.check_data_dir(dataset, data_dir)
+    except data.DataError as e:
+        raise _usage(str(e)) from None
+
+
 def _model_dataset(model: str, known: list[str]) -> str:
     """The dataset a model was trained on: its zoo record's, its run's train_config.json's, else fashion-mnist."""
     if model in zoo.list_models():  # a record's dataset that is no built-in one (noto-color-emoji) was an image folder
@@ -423,7 +432,7 @@ def eval_command(
     from . import data, eval  # torch and the datasets: once the arguments are checked
 
     dataset = dataset or _model_dataset(model, data.list_datasets())
-    data.check_data_dir(dataset, data_dir)
+    _check_data_dir(data, dataset, data_dir)
     m = zoo.load(model, device=device)
     settings = eval.EvalSettings(n_samples=n_samples, n_test=n_test, seed=seed, inception=inception)
     report = eval.evaluate(m, dataset, data_dir=data_dir, settings=settings, progress=not as_json)
@@ -478,7 +487,7 @@ def fit_sampler_command(
     from . import data, samplers  # torch and the datasets: once the arguments are checked
 
     dataset = dataset or _model_dataset(model, data.list_datasets())
-    data.check_data_dir(dataset, data_dir)
+    _check_data_dir(data, dataset, data_dir)
     m = zoo.load(model, device=device)
     images = data.build_dataset(
         dataset, data_dir=data_dir, image_size=m.config.image_size, channels=m.config.channels, split="train"

@@ -45,7 +45,7 @@ from bavae.data import FashionMNIST, make_loader
 from bavae.eval import EvalSettings, ModelAdapter, evaluate
 from bavae.files import atomic_write
 from bavae.images import save_grid
-from bavae.nets import NetSpec, build
+from bavae.nets import NetSpec, get_architecture
 from bavae.nets.common import conv_stages, hidden_dim
 from bavae.nets.dcgan import image_trunk
 from bavae.samplers import GaussianMixtureSampler
@@ -113,7 +113,7 @@ class Decoder(BaseDecoder):
 
     def __init__(self, spec: NetSpec = SPEC):
         super().__init__()
-        self.net = build("dcgan", "decoder", spec)
+        self.net = get_architecture("dcgan").build("decoder", spec)
 
     def forward(self, z: torch.Tensor) -> ModelOutput:
         return ModelOutput(reconstruction=self.net(z))

@@ -1,5 +1,6 @@
 """A saved model on disk: ``config.json`` + ``model.safetensors`` (the Hub layout), each written atomically, and the
-checks made on a weight file before a byte of the model it describes is allocated. Nothing is pickled.
+checks made on a weight file before a byte of the model it describes is allocated; and the training checkpoint
+(``training_state.safetensors``) of ``bavae train``. Nothing is pickled.
 
 :class:`bavae.model.BAVAE` saves and loads through these functions; it supplies what the file should hold (the names
 and shapes of the tensors its config builds), this module compares the file's header with it.
@@ -102,4 +103,64 @@ def load_state(weights_file: str | os.PathLike, device: Any = "cpu") -> dict[str
         raise WeightsError(f"{weights_file} is not a readable safetensors file: {one_line(e)}") from None
 
 
-__all__ = ["save_model_files", "check_sha256", "read_header", "header_sampler", "check_header", "load_state"]
+# ------------------------------------------------------------------------------------------------ training states
+STATE_KEY = "bavae_training_state"  # the metadata entry that holds a checkpoint's JSON
+
+
+def optimizer_tensors(prefix: str, opt) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An optimiser's state dict as tensors (for safetensors) and JSON (hyper-parameters and scalar state)."""
+    sd = opt.state_dict()
+    tensors, meta = {}, {"param_groups": sd["param_groups"], "scalars": {}}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if hasattr(v, "shape") and v.dim() > 0:
+                tensors[f"{prefix}.{idx}.{k}"] = v.contiguous()
+            else:
+                meta["scalars"][f"{idx}.{k}"] = float(v)
+    return tensors, meta
+
+
+def load_optimizer(prefix: str, opt, tensors: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Load what :func:`optimizer_tensors` wrote (``meta`` is its JSON half) into ``opt``."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith(prefix + "."):
+            idx, name = key[len(prefix) + 1 :].split(".", 1)
+            state.setdefault(int(idx), {})[name] = v
+    for key, v in meta["scalars"].items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = torch.tensor(v)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_training_state(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """A training checkpoint: one safetensors file holds every tensor, its JSON state rides in the metadata, so one
+    atomic rename replaces it. Its tensors: ``model.*``, ``ema.*``, ``opt_critic.<i>.<name>``,
+    ``opt_autoencoder.<i>.<name>``, ``rng.cpu`` (and ``rng.cuda``); every run folder since the first release has
+    this layout."""
+    atomic_write(path, lambda p: save_file(tensors, p, metadata={STATE_KEY: json.dumps(meta)}))
+
+
+def read_training_state(path: Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A checkpoint's tensors (none when not asked for) and its JSON (the step, both configs, the optimisers'
+    hyper-parameters, ...)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()[STATE_KEY])
+        return (load_file(str(path)) if tensors else {}), meta
+    except Exception as e:  # safetensors raises its own error types on a damaged file
+        raise WeightsError(f"cannot read the training state {path}: {e}") from None
+
+
+__all__ = [
+    "save_model_files",
+    "check_sha256",
+    "read_header",
+    "header_sampler",
+    "check_header",
+    "load_state",
+    "optimizer_tensors",
+    "load_optimizer",
+    "save_training_state",
+    "read_training_state",
+]

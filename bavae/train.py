@@ -31,18 +31,16 @@ from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from . import data, zoo
+from . import data, serialization, zoo
 from .configs import BAVAEConfig, TrainConfig
 from .devices import resolve_device
 from .errors import BAVAEError
-from .files import atomic_write
 from .images import looks_colour, save_grid
 from .model import BAVAE
 from .samplers import fit_latent_sampler
+from .serialization import read_training_state
 
 STATE_NAME = "training_state.safetensors"
 
@@ -122,42 +120,6 @@ def sync_gradients(params: list, world: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the state
-def _optimizer_tensors(prefix: str, opt) -> tuple[dict[str, Any], dict[str, Any]]:
-    """An optimiser's state dict as tensors (for safetensors) and JSON (hyper-parameters and scalar state)."""
-    sd = opt.state_dict()
-    tensors, meta = {}, {"param_groups": sd["param_groups"], "scalars": {}}
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            if hasattr(v, "shape") and v.dim() > 0:
-                tensors[f"{prefix}.{idx}.{k}"] = v.contiguous()
-            else:
-                meta["scalars"][f"{idx}.{k}"] = float(v)
-    return tensors, meta
-
-
-def _load_optimizer(prefix: str, opt, tensors: dict[str, Any], meta: dict[str, Any]) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for key, v in tensors.items():
-        if key.startswith(prefix + "."):
-            idx, name = key[len(prefix) + 1 :].split(".", 1)
-            state.setdefault(int(idx), {})[name] = v
-    for key, v in meta["scalars"].items():
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = torch.tensor(v)
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
-def read_training_state(path: Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """A checkpoint's tensors (none when not asked for) and its JSON (the step, both configs, the optimisers'
-    hyper-parameters, ...)."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads(f.metadata()["bavae_training_state"])
-        return (load_file(str(path)) if tensors else {}), meta
-    except Exception as e:  # safetensors raises its own error types on a damaged file
-        raise TrainingError(f"cannot read the training state {path}: {e}") from None
-
-
 @dataclass
 class TrainState:
     """What a checkpoint holds and a divergence goes back to: the model, its EMA (what gets saved as the model),
@@ -186,8 +148,8 @@ class TrainState:
         atomic rename replaces the checkpoint."""
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
-        t_c, m_c = _optimizer_tensors("opt_critic", self.opt_critic)
-        t_a, m_a = _optimizer_tensors("opt_autoencoder", self.opt_autoencoder)
+        t_c, m_c = serialization.optimizer_tensors("opt_critic", self.opt_critic)
+        t_a, m_a = serialization.optimizer_tensors("opt_autoencoder", self.opt_autoencoder)
         tensors.update({**t_c, **t_a, "rng.cpu": torch.get_rng_state()})
         if device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
@@ -202,14 +164,14 @@ class TrainState:
             "recoveries": self.recoveries,
             "cpu_seconds": self.cpu_seconds(),
         }
-        atomic_write(path, lambda p: save_file(tensors, p, metadata={"bavae_training_state": json.dumps(meta)}))
+        serialization.save_training_state(path, tensors, meta)
 
     def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], device: torch.device) -> None:
         """Back to a checkpoint: weights, EMA, optimisers, RNG, step, learning-rate scale and recoveries."""
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-        _load_optimizer("opt_critic", self.opt_critic, tensors, meta["opt_critic"])
-        _load_optimizer("opt_autoencoder", self.opt_autoencoder, tensors, meta["opt_autoencoder"])
+        serialization.load_optimizer("opt_critic", self.opt_critic, tensors, meta["opt_critic"])
+        serialization.load_optimizer("opt_autoencoder", self.opt_autoencoder, tensors, meta["opt_autoencoder"])
         torch.set_rng_state(tensors["rng.cpu"])
         if device.type == "cuda" and "rng.cuda" in tensors:
             torch.cuda.set_rng_state(tensors["rng.cuda"], device)
@@ -322,22 +284,9 @@ class MetricsLog:
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) training as ``cfg`` says; returns the output folder."""
     # ---- setup: DDP from torchrun's environment, device, precision, seed ----
-    ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-    rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
-    master, device = rank == 0, resolve_device(cfg.device)
-    if ddp and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    if cfg.precision == "fp16" and device.type != "cuda":
-        raise TrainingError(f"--precision fp16 needs CUDA (this run is on {device.type}); on the CPU use bf16")
-    if ddp:
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    # bf16 autocast runs on the CPU too (oneDNN; fast where the CPU has avx512_bf16). fp16 needs loss scaling: one
-    # scaler per optimiser, since each steps on its own schedule (critic_steps)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else torch.autocast("cpu", enabled=False)
-    scalers = (torch.amp.GradScaler("cuda"), torch.amp.GradScaler("cuda")) if cfg.precision == "fp16" else None
-    out = Path(cfg.out)
+    ddp, rank, world, device = distributed(cfg)
+    master, out = rank == 0, Path(cfg.out)
+    autocast, scalers = precision(cfg, device)
     resuming = (out / STATE_NAME).exists()
     torch.manual_seed(cfg.seed + rank)  # each rank draws its own noise; weights come from rank 0 below
 
@@ -347,10 +296,7 @@ def train(cfg: TrainConfig) -> Path:
         config = BAVAEConfig.from_dict(meta["model_config"])
     elif cfg.init:
         pretrained = zoo.load(cfg.init, device="cpu")
-        # its latent sampler described the old data's codes: refitted at the end, not carried over; fine-tuning
-        # may re-weight the objective, the networks stay the pretrained ones
-        weights = {**pretrained.config.objective_weights, **(cfg.model.get("objective_weights") or {})}
-        config = dataclasses.replace(pretrained.config.with_sampler(None), objective_weights=weights)
+        config = finetune_config(pretrained.config, cfg)
     else:
         config = cfg.model_config()
     # ---- data: a folder that holds no pictures fails here, before a model is built ----
@@ -372,9 +318,8 @@ def train(cfg: TrainConfig) -> Path:
 
     # ---- model, EMA, optimisers: resumed, started from --init, or from scratch ----
     model = BAVAE(config)  # after the data, which draws no torch RNG: the weights are initialised as before
-    if cfg.init and not resuming:
-        nets = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("latent_sampler.")}
-        model.load_state_dict(nets)
+    if cfg.init and not resuming:  # the pretrained networks; their sampler is fitted again at the end
+        model.load_state_dict({k: v for k, v in pretrained.state_dict().items() if "latent_sampler." not in k})
         del pretrained
     model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -390,16 +335,11 @@ def train(cfg: TrainConfig) -> Path:
             dist.broadcast(p.data, src=0)
         if not resuming:
             ema.load_state_dict(model.state_dict())
-    if cfg.compile:  # compile the heavy sub-networks in place; state-dict keys stay the same
-        trunks = {id(m): m for m in (model.inference_critic.image_trunk, model.generative_critic.image_trunk)}
-        for net in (model.encoder.trunk, model.decoder.body, *trunks.values()):
-            net.compile()
+    if cfg.compile:
+        compile_networks(model)
     if master:
         announce(cfg, dataset, config, total_steps, batches_per_epoch, world, resuming)
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in [*out.glob(".*.tmp"), *out.glob("samples/.*.tmp")]:  # left by a run killed mid-write
-            stale.unlink(missing_ok=True)
-        (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        prepare_out(out, cfg)
     fit_sampler = master and cfg.sampler_components > 0 and sklearn_installed(out)
     fixed_codes = model.prior_sample(64, generator=torch.Generator(device).manual_seed(1234), device=device)
     log = MetricsLog(out, state.step, enabled=master)
@@ -455,13 +395,7 @@ def train(cfg: TrainConfig) -> Path:
                 scalars["images_per_s"] = images_seen / (time.perf_counter() - t0)
                 scalars["lr_scale"], scalars["recoveries"] = state.lr_scale, state.recoveries
                 scalars["cpu_minutes"] = state.cpu_seconds() / 60  # of training so far, across resumptions
-                progress.set_postfix(
-                    kl=f"{scalars['kl_estimate']:.2f}",
-                    V_G=f"{scalars['generative_value']:.2f}",
-                    enc=f"{scalars['encoder']:.2f}",
-                    dec=f"{scalars['decoder']:.2f}",
-                    mse=f"{scalars['recon_mse']:.4f}",
-                )
+                progress.set_postfix({k: f"{scalars[name]:{fmt}}" for k, (name, fmt) in POSTFIX.items()})
                 log.write(step, scalars)
             if master and cfg.sample_every and (step % cfg.sample_every == 0 or step == total_steps):
                 (out / "samples").mkdir(parents=True, exist_ok=True)
@@ -479,6 +413,63 @@ def train(cfg: TrainConfig) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ its helpers
+POSTFIX = {  # the progress bar's numbers: (scalar, format)
+    "kl": ("kl_estimate", ".2f"),
+    "V_G": ("generative_value", ".2f"),
+    "enc": ("encoder", ".2f"),
+    "dec": ("decoder", ".2f"),
+    "mse": ("recon_mse", ".4f"),
+}
+
+
+def distributed(cfg: TrainConfig) -> tuple[bool, int, int, torch.device]:
+    """(DDP or not, rank, world size, device) from torchrun's environment and ``cfg.device``; the process group is
+    started here. A DDP rank on CUDA takes the GPU of its LOCAL_RANK."""
+    ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
+    device = resolve_device(cfg.device)
+    if ddp and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise TrainingError(f"--precision fp16 needs CUDA (this run is on {device.type}); on the CPU use bf16")
+    if ddp:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return ddp, rank, world, device
+
+
+def precision(cfg: TrainConfig, device: torch.device) -> tuple[Any, tuple | None]:
+    """The autocast context and the fp16 GradScalers (critics, encoder/decoder) of ``cfg.precision``. bf16 autocast
+    runs on the CPU too (oneDNN); fp16 needs loss scaling, one scaler per optimiser, since each steps on its own
+    schedule (critic_steps)."""
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else torch.autocast("cpu", enabled=False)
+    scalers = (torch.amp.GradScaler("cuda"), torch.amp.GradScaler("cuda")) if cfg.precision == "fp16" else None
+    return autocast, scalers
+
+
+def finetune_config(pretrained: BAVAEConfig, cfg: TrainConfig) -> BAVAEConfig:
+    """A pretrained model's config for fine-tuning: without its latent sampler (it described the old data's codes:
+    it is fitted again at the end), its objective re-weighted by ``--objective-weight``; the networks stay."""
+    weights = {**pretrained.objective_weights, **(cfg.model.get("objective_weights") or {})}
+    return dataclasses.replace(pretrained.with_sampler(None), objective_weights=weights)
+
+
+def compile_networks(model: BAVAE) -> None:
+    """torch.compile the heavy sub-networks in place (a shared critic trunk once); state-dict keys stay the same."""
+    trunks = {id(m): m for m in (model.inference_critic.image_trunk, model.generative_critic.image_trunk)}
+    for net in (model.encoder.trunk, model.decoder.body, *trunks.values()):
+        net.compile()
+
+
+def prepare_out(out: Path, cfg: TrainConfig) -> None:
+    """The run folder, rid of the temporary files of a run killed mid-write, with the run's train_config.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob(".*.tmp"), *out.glob("samples/.*.tmp")]:
+        stale.unlink(missing_ok=True)
+    (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+
 def step_flags(cfg: TrainConfig, critic_loss, ae_loss, scalars: dict, t0: float, device, ddp: bool) -> list[float]:
     """(diverged, out of time) for this step, the same on every rank (each must take the same branches)."""
     worst = max(abs(scalars["t_posterior"]), abs(scalars["d_real"]), abs(scalars["d_fake"]))

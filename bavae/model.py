@@ -382,7 +382,7 @@ class BAVAE(
     @classmethod
     def tensor_shapes(cls, config: BAVAEConfig) -> dict[str, tuple[int, ...]]:
         """The names and shapes of the tensors a model of ``config`` holds, with spectral norm left out: from a
-        skeleton on the meta device, where spectral norm's power iterations would cost seconds of torch's Python
+        skeleton on the meta device, where spectral norm's power iterations would run through torch's slow Python
         decompositions (:func:`bavae.serialization.check_header` undoes its renaming in the file)."""
         with torch.device("meta"):
             skeleton = cls(dataclasses.replace(config, spectral_norm=False))

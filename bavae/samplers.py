@@ -32,7 +32,7 @@ class GaussianMixtureSampler(nn.Module):
         self.register_buffer("weights", torch.full((components,), 1.0 / components))
         self.register_buffer("means", torch.zeros(components, latent_dim))
         scale_tril = torch.zeros(components, latent_dim, latent_dim)
-        scale_tril.diagonal(dim1=-2, dim2=-1).fill_(1.0)  # not torch.eye: on the meta device it imports dynamo (0.7 s)
+        scale_tril.diagonal(dim1=-2, dim2=-1).fill_(1.0)  # not torch.eye: on the meta device it imports torch._dynamo
         self.register_buffer("scale_tril", scale_tril)
 
     @property

@@ -57,6 +57,10 @@ class DeviceError(InvalidValue):
     """A device this machine does not have."""
 
 
+class MissingDependency(BAVAEError, ImportError):
+    """An optional package a feature needs is not installed; the message says how to install it."""
+
+
 def one_line(e: BaseException | str) -> str:
     """A message on one line (white space folded), or the error's type when it has none."""
     return " ".join(str(e).split()) or type(e).__name__
@@ -82,6 +86,7 @@ __all__ = [
     "UnknownModelError",
     "HubError",
     "DeviceError",
+    "MissingDependency",
     "one_line",
     "is_int",
     "is_number",

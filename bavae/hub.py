@@ -43,7 +43,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from .errors import HubError, WeightsError, WeightsUnavailableError, one_line
+from .errors import HubError, WeightsError, WeightsUnavailableError, is_number, one_line
 from .files import CARD_NAME, CONFIG_NAME, SAMPLES_NAME, WEIGHTS_NAME, hash_problem, model_files
 
 
@@ -224,7 +224,7 @@ def model_card(
     config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     name = name or (repo_id.split("/")[-1] if repo_id else "bavae-model")
     load_id = load_id or repo_id or name
-    metrics = {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    metrics = {k: v for k, v in (metrics or {}).items() if is_number(v)}
     task = "unconditional-image-generation"
     data = ModelCardData(
         library_name="bavae",

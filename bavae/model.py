@@ -372,7 +372,14 @@ class BAVAE(
         if held is not None and held != config.sampler:
             config = config.with_sampler(held)
         serialization.check_header(config, weights_file, header, cls.tensor_shapes(config))
-        model = cls(config)
+        # Building runs hundreds of tiny ops (spectral norm's power iterations on every critic layer) whose results
+        # the weights then overwrite: intra-op threads would only add barriers there. Build single-threaded.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            model = cls(config)
+        finally:
+            torch.set_num_threads(threads)
         try:
             model.load_state_dict(serialization.load_state(weights_file, map_location))
         except RuntimeError as e:  # what the header check cannot see (spectral norm's vectors): still one line

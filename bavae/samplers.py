@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .configs import SAMPLER_KINDS, check_sampler_config
-from .errors import InvalidValue
+from .errors import InvalidValue, MissingDependency
 
 
 class GaussianMixtureSampler(nn.Module):
@@ -47,7 +47,7 @@ class GaussianMixtureSampler(nn.Module):
         try:  # an extra (bavae[train]): drawing from a fitted mixture needs torch alone
             from sklearn.mixture import GaussianMixture
         except ImportError:
-            raise ImportError(
+            raise MissingDependency(
                 "fitting a latent sampler needs scikit-learn: pip install 'bavae[train]' (or pip install scikit-learn)"
             ) from None
 

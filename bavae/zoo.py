@@ -262,25 +262,13 @@ def _load_record(record: ModelRecord, revision: str | None, device: Any, hub_opt
 
 def _build(config: Any, weights: Path, sha256: str | None, device: Any) -> BAVAE:
     """The model of a config (a file, a dict or a BAVAEConfig) and its weights, on ``device``."""
-    import torch  # the model, and torch with it, load here: `import bavae` and `bavae list` need neither
-
-    from .devices import resolve_device
-    from .model import BAVAE
+    from . import devices, model  # torch loads here: `import bavae` and `bavae list` need none
 
     if isinstance(config, (str, Path)):
         config = BAVAEConfig.from_json_file(config)
     elif isinstance(config, dict):
         config = BAVAEConfig.from_dict(config)
-    # Building runs hundreds of tiny ops (spectral norm's power iterations on every critic layer) whose results the
-    # weights then overwrite: intra-op threads would only add barriers there. Build single-threaded, then give the
-    # threads back for the real work.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = BAVAE.from_files(config, weights, map_location=resolve_device(device), expected_sha256=sha256)
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
+    return model.BAVAE.from_files(config, weights, map_location=devices.resolve_device(device), expected_sha256=sha256)
 
 
 def zoo_table(pattern: str = "*") -> str:

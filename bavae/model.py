@@ -1,11 +1,13 @@
-"""The Biadversarial VAE: config, the four players, and the user-facing API.
+"""The Biadversarial VAE: the four players and the user-facing API (its config, :class:`~bavae.configs.BAVAEConfig`,
+is re-exported here).
 
     model = BAVAE(BAVAEConfig(arch="dcgan", image_size=32, channels=1))
     z = model.encode(x)            # samples of the implicit posterior q(z|x)
     x_hat = model.reconstruct(x)   # G(E(x))
     images = model.sample(64)      # G(z), z ~ p(z)
 
-A saved model is a folder with ``config.json`` and ``model.safetensors`` (the Hub layout); nothing is pickled.
+A saved model is a folder with ``config.json`` and ``model.safetensors`` (the Hub layout, :mod:`bavae.serialization`);
+nothing is pickled.
 """
 
 from __future__ import annotations

@@ -8,10 +8,8 @@ and name the path the user gave, never a temporary file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +33,24 @@ class OutputError(BAVAEError, OSError):
         return str(self.args[0]) if self.args else "cannot write"
 
 
+def _new_file(folder: str | os.PathLike, prefix: str) -> str:
+    """A new, empty, closed file in ``folder`` (``tempfile.mkstemp``: a random name, O_EXCL, mode 0600); its path."""
+    import tempfile  # a few milliseconds: `bavae --help` imports this module and writes nothing
+
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
+    os.close(fd)
+    return tmp
+
+
 def _probe(folder: Path, target: str | os.PathLike) -> None:
     """Create and delete a temporary file in ``folder``, as an atomic write into it would (os.access says yes to
     root everywhere, and knows nothing of read-only mounts or /proc)."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".bavae-probe-", suffix=".tmp")
+        os.unlink(_new_file(folder, ".bavae-probe-"))
     except OSError as e:
         raise OutputError(
             f"cannot write {os.fspath(target)}: cannot create files in {folder} ({e.strerror or e})"
         ) from None
-    os.close(fd)
-    os.unlink(tmp)
 
 
 def check_output_file(path: str | os.PathLike, what: str = "") -> Path:
@@ -100,10 +105,9 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
     """Call ``write(tmp_path)`` then fsync and rename over ``path``: readers see the old file or the new, never half."""
     path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = _new_file(path.parent, f".{path.name}.")
     except OSError as e:  # name the file asked for, not the temporary one
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
-    os.close(fd)
     try:
         write(tmp)
         with open(tmp, "rb") as f:
@@ -131,24 +135,28 @@ def hash_problem(path: Path, expected_sha256: str | None) -> str | None:
             f"sha256 mismatch for {path.name} ({blob}): expected {published} (published by the Hub), got {data_sha256}"
         )
     if _HEX40.fullmatch(published):
-        h = _digest(blob, hashlib.sha1(b"blob %d\0" % blob.stat().st_size))  # git's blob id: the Hub's ETag
-        if h.hexdigest() != published:
+        git_id = _digest(blob, "sha1", b"blob %d\0" % blob.stat().st_size)  # git's blob id: the Hub's ETag
+        if git_id != published:
             return (
                 f"git blob hash mismatch for {path.name} ({blob}): expected {published} (published by the Hub), "
-                f"got {h.hexdigest()}"
+                f"got {git_id}"
             )
     return None
 
 
-def _digest(path: str | os.PathLike, h: Any) -> Any:
+def _digest(path: str | os.PathLike, algorithm: str, header: bytes = b"") -> str:
+    """The hex digest of ``header`` followed by the file's bytes, read a MiB at a time."""
+    import hashlib  # a few milliseconds (OpenSSL): `bavae --help` imports this module and hashes nothing
+
+    h = hashlib.new(algorithm, header)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h
+    return h.hexdigest()
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    return _digest(path, hashlib.sha256()).hexdigest()
+    return _digest(path, "sha256")
 
 
 __all__ = [

@@ -32,12 +32,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import importlib.util
 import json
 import os
 import re
 import shlex
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -127,7 +127,7 @@ def bundled_root() -> Path:
     """The folder of bundled weights: ``$BAVAE_WEIGHTS_DIR`` if set, else the installed ``bavae.weights``."""
     if os.environ.get(WEIGHTS_DIR_ENV):
         return Path(os.environ[WEIGHTS_DIR_ENV]).expanduser()
-    return Path(str(files("bavae.weights")))
+    return Path(importlib.util.find_spec("bavae.weights").submodule_search_locations[0])
 
 
 def publish_command(record: ModelRecord) -> str:

@@ -95,9 +95,9 @@ def _check(config: Any, name: str, ok: Callable[[Any], bool], expected: str, pre
         raise ConfigError(name, f"must be {expected}, got {value!r}", prefix)
 
 
-def _count(least: int, most: int | None = None, optional: bool = False) -> tuple[Callable[[Any], bool], str]:
-    """A check that a value is an integer in [least, most] (or None when ``optional``), and its wording."""
-    ok = lambda v: (optional and v is None) or (is_int(v) and v >= least and (most is None or v <= most))  # noqa: E731
+def _count(least: int, most: int | None = None) -> tuple[Callable[[Any], bool], str]:
+    """A check that a value is an integer in [least, most], and its wording."""
+    ok = lambda v: is_int(v) and v >= least and (most is None or v <= most)  # noqa: E731
     return ok, f"an integer from {least}" + (f" to {most}" if most is not None else " up")
 
 

@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 # name -> module that defines it; resolved lazily so `import bavae` (and `bavae --help`) stays instant.
 _LAZY = {
     "BAVAE": "bavae.model",
-    "BAVAEConfig": "bavae.model",
+    "BAVAEConfig": "bavae.configs",
     "load": "bavae.zoo",
     "list_models": "bavae.zoo",
     "model_info": "bavae.zoo",
@@ -27,7 +27,8 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from . import nets, objectives
-    from .model import BAVAE, BAVAEConfig
+    from .configs import BAVAEConfig
+    from .model import BAVAE
     from .zoo import list_models, load, model_info
 
 

@@ -6,10 +6,11 @@
     bavae train ...                     bavae push runs/celeba64 --repo-id USER/bavae-celeba64
     bavae eval bavae-fashionmnist32 --json
 
-Startup time is part of the interface: nothing heavy is imported at module level (``bavae --help`` does not
-import torch), ``train`` is imported only when run, and grids are written with PIL, not torchvision.
-Errors are one line on stderr and a non-zero exit code (``BAVAE_DEBUG=1`` shows the traceback); every output
-file is written to a temporary file beside it and renamed, so a failed command leaves no output behind.
+Startup time is part of the interface: this module imports no torch (``bavae --help``, ``list`` and ``info`` need
+none); each command checks its arguments first, then loads what it needs in one import, and ``train`` is imported
+only when run. Errors bavae raises on purpose are one line on stderr and a non-zero exit code (``BAVAE_DEBUG=1``
+shows the traceback; anything else is a bug and shows it anyway); every output file is written to a temporary file
+beside it and renamed, so a failed command leaves no output behind.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ import json
 import math
 import os
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import click
 
-from . import __version__
-from .zoo import DEFAULT_MODEL, DEVICE_HELP, SEED_MAX
+from . import __version__, zoo
+from .configs import SEED_MAX
+from .errors import BAVAEError, one_line
+from .files import OutputError, check_output_file, check_output_folder, model_files
+from .options import RegistryChoice, device_option
 
 MAX_IMAGES = 4096  # the most images one PNG grid holds (an npz takes any number, streamed)
 NPZ_BATCH = 1024  # `bavae sample --format npz` decodes and writes this many images at a time
@@ -39,11 +42,17 @@ MODEL_HELP = (
 SEED = click.IntRange(0, SEED_MAX)
 
 
+def _datasets():
+    from . import data  # the dataset registry (torch): read when a command with --dataset runs
+
+    return data
+
+
 class LazyGroup(click.Group):
     """A group whose heavy commands (train) are imported only when run, listed in --help without importing."""
 
     lazy = {
-        "train": ("bavae.train", "train_command", "Train, resume or fine-tune a Biadversarial VAE."),
+        "train": ("bavae.train_cli", "train_command", "Train, resume or fine-tune a Biadversarial VAE."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -68,7 +77,7 @@ class LazyGroup(click.Group):
             if os.environ.get("BAVAE_DEBUG"):
                 raise
             return _unavailable(
-                name, f"`bavae {name}` is not available: importing {module} failed ({type(e).__name__}: {_one_line(e)})"
+                name, f"`bavae {name}` is not available: importing {module} failed ({type(e).__name__}: {one_line(e)})"
             )
         if not isinstance(command, click.Command):
             return _unavailable(name, f"`bavae {name}` is not available: {module} defines no {attr}")
@@ -97,10 +106,6 @@ def _unavailable(name: str, message: str) -> click.Command:
     )
 
 
-def _one_line(e: BaseException | str) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
-
-
 # ------------------------------------------------------------------------------------------------ helpers
 def _usage(message: str) -> click.UsageError:
     return click.UsageError(message, ctx=click.get_current_context(silent=True))
@@ -108,8 +113,6 @@ def _usage(message: str) -> click.UsageError:
 
 def _output(out: str, fmt: str | None, allowed: tuple[str, ...] = FORMATS) -> tuple[Path, str]:
     """Check the output path and format before any work (and before torch loads): fail fast, write nothing."""
-    from .files import OutputError, check_output_file
-
     if out == "":
         raise _usage("-o/--out is empty: give the output file, e.g. -o grid.png")
     path = Path(out).expanduser()
@@ -131,102 +134,36 @@ def _output(out: str, fmt: str | None, allowed: tuple[str, ...] = FORMATS) -> tu
     return path, fmt
 
 
-def _check_model(model: str, device: str = "auto") -> None:
-    """The model reference and the device, checked by their form before anything loads (no torch, no Hub)."""
-    from .zoo import check_device, model_source
-
+def _check_data_dir(data: Any, dataset: str, data_dir: str | None) -> None:
+    """``--data-dir`` for ``--dataset``, checked by :mod:`bavae.data` (the module the command loaded): a usage
+    error, as the other options' are."""
     try:
-        check_device(device)
-    except ValueError as e:
-        raise _usage(f"--device: {e}") from None
-    model_source(model)
-
-
-def _check_data_dir(dataset: str, data_dir: str | None) -> None:
-    from .data import DataError, check_data_dir  # imports torch: only the commands that read a dataset get here
-
-    try:
-        check_data_dir(dataset, data_dir)
-    except DataError as e:
+        data.check_data_dir(dataset, data_dir)
+    except data.DataError as e:
         raise _usage(str(e)) from None
 
 
-def _load(model: str, device: str):
-    from .zoo import load, resolve_device
-
-    _check_model(model, device)
-    if device != "auto":  # a missing CUDA fails before any download ("auto" cannot fail, and needs no torch yet)
+def _model_dataset(model: str, known: list[str]) -> str:
+    """The dataset a model was trained on: its zoo record's, its run's train_config.json's, else fashion-mnist."""
+    if model in zoo.list_models():  # a record's dataset that is no built-in one (noto-color-emoji) was an image folder
+        dataset = zoo.model_info(model).dataset
+        return dataset if dataset in known else "folder"
+    train_config = Path(model).expanduser() / "train_config.json"
+    if train_config.is_file():
         try:
-            resolve_device(device)
-        except ValueError as e:
-            raise _usage(f"--device: {e}") from None
-    return load(model, device=device)
-
-
-def _generator(seed: int | None, device):
-    import torch
-
-    return None if seed is None else torch.Generator(device).manual_seed(seed)
-
-
-def _batched(fn, x, model, seed: int | None, batch: int = 256):
-    """fn over x in batches on the model's device (a folder of photos must not become one giant batch)."""
-    import torch
-
-    g = _generator(seed, model.device)
-    return torch.cat([fn(x[i : i + batch].to(model.device), generator=g).cpu() for i in range(0, len(x), batch)])
-
-
-def _save_npz(path: Path, **arrays: Any) -> None:
-    import numpy as np
-
-    from .files import atomic_write
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a bare name
-            np.savez(f, **arrays)
-
-    atomic_write(path, write)
-
-
-def _save(path: Path, fmt: str, images, nrow: int | None, **extra: Any) -> str:
-    """Write images (N, C, H, W) in [0, 1] as a PNG grid or an npz (key ``images``); say what was written."""
-    images = images.detach().float().clamp(0, 1).cpu()
-    if fmt == "npz":
-        _save_npz(path, images=images.numpy(), **extra)
-        return f"{path} (images {tuple(images.shape)} float32 in [0, 1])"
-    from .images import save_grid
-
-    rows, cols = save_grid(images, path, nrow)
-    return f"{path} ({rows}x{cols} grid of {images.shape[-1]}px images)"
-
-
-def _pairs(a, b):
-    """Interleave two batches: a0, b0, a1, b1, ... (originals beside their results)."""
-    import torch
-
-    return torch.stack([a, b], dim=1).flatten(0, 1)
-
-
-def _image_files(paths: tuple[str, ...]) -> list[Path]:
-    from .images import check_image_files
-
-    return check_image_files(paths)
-
-
-def _read(model, files: list[Path]):
-    from .images import load_image_files
-
-    return load_image_files(files, model.config.image_size, model.config.channels)
+            return json.loads(train_config.read_text()).get("dataset") or "fashion-mnist"
+        except (OSError, ValueError):
+            pass
+    return "fashion-mnist"
 
 
 def _options(*names: str):
     """The options most commands share."""
     opts = {
-        "model": click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP),
+        "model": click.option("-m", "--model", default=zoo.DEFAULT_MODEL, show_default=True, help=MODEL_HELP),
         "out": click.option("-o", "--out", required=True, help="Output file (.png grid or .npz arrays)."),
         "seed": click.option("--seed", type=SEED, default=None, help="Seed for reproducible noise."),
-        "device": click.option("--device", default="auto", show_default=True, help=DEVICE_HELP + "."),
+        "device": device_option,
         "nrow": click.option("--nrow", type=click.IntRange(1, MAX_IMAGES), default=None, help="Images per grid row."),
         "format": click.option(
             "--format",
@@ -237,7 +174,7 @@ def _options(*names: str):
         ),
         "dataset": click.option(
             "--dataset",
-            type=click.Choice(["fashion-mnist", "dsprites", "celeba", "folder"]),
+            type=RegistryChoice(lambda: _datasets().list_datasets(), lambda name: _datasets().get_dataset(name)),
             default=None,
             help="The data. Default: the model's own (zoo record or train_config.json), else fashion-mnist.",
         ),
@@ -267,16 +204,14 @@ def list_command(pattern: str, pretrained: bool) -> None:
 
     PATTERN is an fnmatch pattern, for example '*mnist*'.
     """
-    from .zoo import bundled_root, list_models, model_info
-
-    names = list_models(pattern, pretrained=pretrained)
+    names = zoo.list_models(pattern, pretrained=pretrained)
     if not names:
         raise click.ClickException(f"no pretrained model matches {pattern!r}; `bavae list` shows them all")
     width = max(len(n) for n in names)
     for name in names:
-        r = model_info(name)
+        r = zoo.model_info(name)
         c = r.config
-        where = "bundled" if r.bundled and (bundled_root() / name).is_dir() else f"hub:{r.hf_hub_id}"
+        where = "bundled" if r.bundled and (zoo.bundled_root() / name).is_dir() else f"hub:{r.hf_hub_id}"
         if not r.has_weights:
             where = f"no weights yet (`bavae info {name}`)"
         shape = f"{c.get('channels')}x{c.get('image_size')}x{c.get('image_size')}"
@@ -291,13 +226,11 @@ def info_command(name: str, as_json: bool) -> None:
 
     Config, dataset, metrics, license, sha256, and the command that trained it.
     """
-    from .zoo import bundled_root, model_info, publish_command
-
-    r = model_info(name)
+    r = zoo.model_info(name)
     if as_json:
         click.echo(json.dumps(r.to_dict(), indent=2))
         return
-    bundled = r.bundled and (bundled_root() / name).is_dir()
+    bundled = r.bundled and (zoo.bundled_root() / name).is_dir()
     lines = [
         f"{r.name}: {r.description}",
         f"  hub:       {r.hf_hub_id} @ {r.revision}" + ("" if r.sha256 else " (not published yet)"),
@@ -309,7 +242,7 @@ def info_command(name: str, as_json: bool) -> None:
         f"  trained:   {r.train_command}",
     ]
     if not r.sha256:
-        lines.append(f"  publish:   {publish_command(r)}")
+        lines.append(f"  publish:   {zoo.publish_command(r)}")
     lines.append(f"  load:      bavae.load({r.name!r})")
     click.echo("\n".join(lines))
 
@@ -350,36 +283,25 @@ def sample_command(
             f"(-o {path.with_suffix('.npz').name} or --format npz), which takes any number",
             param_hint="'-n'",
         )
-    m = _load(model, device)
-    g = _generator(seed, m.device)
+    from . import devices, images  # torch, PIL and numpy: once the arguments are checked
+
+    m = zoo.load(model, device=device)
+    g = devices.seeded_generator(seed, m.device)
     if fmt == "npz":
-        click.echo(f"wrote {_sample_npz(m, n, path, g, sampler)}")
+        m.sample_codes(1, sampler)  # a missing sampler fails here, before the file is started
+        shape = (n, m.config.channels, m.config.image_size, m.config.image_size)
+        draw = lambda k: m.sample(k, generator=g, sampler=sampler)  # noqa: E731
+        click.echo(f"wrote {images.stream_images_npz(path, shape, draw, NPZ_BATCH)}")
         return
-    images = m.sample(n, generator=g, sampler=sampler)
-    click.echo(f"wrote {_save(path, fmt, images, nrow or math.ceil(math.sqrt(n)))}")
-
-
-def _sample_npz(m, n: int, path: Path, generator, sampler: str) -> str:
-    """n samples to an npz, NPZ_BATCH at a time: memory holds one batch, whatever n is."""
-    from .files import write_npz_stream
-
-    m.sample_codes(1, sampler)  # a missing sampler fails here, before the file is started
-    shape = (n, m.config.channels, m.config.image_size, m.config.image_size)
-
-    def batches():
-        for i in range(0, n, NPZ_BATCH):
-            images = m.sample(min(NPZ_BATCH, n - i), generator=generator, sampler=sampler)
-            yield images.detach().float().clamp(0, 1).cpu().numpy()
-
-    write_npz_stream(path, {}, {"images": (shape, "float32", batches())})
-    return f"{path} (images {shape} float32 in [0, 1])"
+    samples = m.sample(n, generator=g, sampler=sampler)
+    click.echo(f"wrote {images.save_images(path, fmt, samples, nrow or math.ceil(math.sqrt(n)))}")
 
 
 @cli.command("reconstruct")
-@click.argument("images", nargs=-1, required=True)
+@click.argument("pictures", metavar="IMAGES", nargs=-1, required=True)
 @_options("model", "out", "seed", "device", "nrow", "format")
 def reconstruct_command(
-    images: tuple[str, ...], model: str, out: str, seed: int | None, device: str, nrow: int | None, fmt: str | None
+    pictures: tuple[str, ...], model: str, out: str, seed: int | None, device: str, nrow: int | None, fmt: str | None
 ) -> None:
     """Reconstruct your own pictures.
 
@@ -388,14 +310,16 @@ def reconstruct_command(
     holds `images` (the reconstructions), `inputs` and `files`.
     """
     path, fmt = _output(out, fmt)
-    files = _image_files(images)
-    m = _load(model, device)
-    x = _read(m, files)
-    recon = _batched(m.reconstruct, x, m, seed)
+    from . import devices, images  # torch, PIL and numpy: once the arguments are checked
+
+    files = images.check_image_files(pictures)
+    m = zoo.load(model, device=device)
+    x = images.load_image_files(files, m.config.image_size, m.config.channels)
+    recon = images.batched(m.reconstruct, x, m.device, devices.seeded_generator(seed, m.device))
     if fmt == "npz":
-        msg = _save(path, fmt, recon, None, inputs=x.numpy(), files=[str(f) for f in files])
+        msg = images.save_images(path, fmt, recon, None, inputs=x.numpy(), files=[str(f) for f in files])
     else:
-        msg = _save(path, fmt, _pairs(x, recon), 2 * (nrow or min(len(files), 4)))
+        msg = images.save_images(path, fmt, images.interleave(x, recon), 2 * (nrow or min(len(files), 4)))
     click.echo(f"wrote {msg}")
 
 
@@ -413,36 +337,38 @@ def interpolate_command(
     A, the decodings, then B in one row.
     """
     path, fmt = _output(out, fmt)
-    files = _image_files((image_a, image_b))
+    from . import devices, images  # torch, PIL and numpy: once the arguments are checked
+
+    files = images.check_image_files((image_a, image_b))
     if len(files) != 2:
         raise _usage("interpolate takes two picture files, IMAGE_A and IMAGE_B (not folders)")
-    m = _load(model, device)
-    x = _read(m, files)
-    frames = m.interpolate(x[:1], x[1:], steps=steps, generator=_generator(seed, m.device))[0].cpu()
+    m = zoo.load(model, device=device)
+    x = images.load_image_files(files, m.config.image_size, m.config.channels)
+    frames = m.interpolate(x[:1], x[1:], steps=steps, generator=devices.seeded_generator(seed, m.device))[0].cpu()
     if fmt == "npz":
-        msg = _save(path, fmt, frames, None, inputs=x.numpy())
+        msg = images.save_images(path, fmt, frames, None, inputs=x.numpy())
     else:
-        import torch
-
-        msg = _save(path, fmt, torch.cat([x[:1], frames, x[1:]]), steps + 2)
+        msg = images.save_images(path, fmt, (x[:1], frames, x[1:]), steps + 2)
     click.echo(f"wrote {msg}")
 
 
 @cli.command("encode")
-@click.argument("images", nargs=-1, required=True)
+@click.argument("pictures", metavar="IMAGES", nargs=-1, required=True)
 @_options("model", "out", "seed", "device")
-def encode_command(images: tuple[str, ...], model: str, out: str, seed: int | None, device: str) -> None:
+def encode_command(pictures: tuple[str, ...], model: str, out: str, seed: int | None, device: str) -> None:
     """Encode pictures to latent codes.
 
     One posterior sample per picture, written to an npz with `codes` (N, latent_dim) float32, `files` and
     `model`.
     """
     path, _ = _output(out, None, ("npz",))
-    files = _image_files(images)
-    m = _load(model, device)
-    x = _read(m, files)
-    codes = _batched(m.encode, x, m, seed).float()
-    _save_npz(path, codes=codes.numpy(), files=[str(f) for f in files], model=model)
+    from . import devices, images  # torch, PIL and numpy: once the arguments are checked
+
+    files = images.check_image_files(pictures)
+    m = zoo.load(model, device=device)
+    x = images.load_image_files(files, m.config.image_size, m.config.channels)
+    codes = images.batched(m.encode, x, m.device, devices.seeded_generator(seed, m.device)).float()
+    images.save_npz(path, codes=codes.numpy(), files=[str(f) for f in files], model=model)
     click.echo(f"wrote {path} (codes {tuple(codes.shape)} of {model})")
 
 
@@ -457,55 +383,23 @@ def decode_command(
 
     CODES.npz holds `codes` (N, latent_dim), as `bavae encode` writes.
     """
-    import numpy as np
-
     path, fmt = _output(out, fmt)
-    codes, written_by = _read_codes(codes_file)
-    model = model or written_by or DEFAULT_MODEL
-    _check_model(model, device)
-    from .model import check_codes
+    from . import devices, images  # torch, PIL and numpy: once the arguments are checked
 
-    try:
-        check_codes(codes, name=f"{codes_file}: `codes`")  # NaN, inf, empty, integer: before the model loads
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
-    m = _load(model, device)
+    codes, written_by = images.read_codes(codes_file)  # NaN, inf, empty, integer: refused before the model loads
+    model = model or written_by or zoo.DEFAULT_MODEL
+    m = zoo.load(model, device=device)
     if codes.shape[1] != m.config.latent_dim:
         raise click.ClickException(
             f"{codes_file}: `codes` has shape {codes.shape} ({codes.dtype}); {model} decodes "
             f"float codes of shape (N, {m.config.latent_dim})"
         )
-    import torch
-
-    images = _batched(m.decode, torch.from_numpy(codes.astype(np.float32)), m, seed)
-    click.echo(f"wrote {_save(path, fmt, images, nrow or math.ceil(math.sqrt(len(codes))))}")
-
-
-def _read_codes(codes_file: str):
-    """`codes` (and the model that wrote them, if recorded) from an npz as `bavae encode` writes; one line if not."""
-    import numpy as np
-
-    expected = "expected an npz with `codes` (N, latent_dim), as `bavae encode` writes"
-    p = Path(codes_file).expanduser()
-    if not p.exists():
-        raise click.ClickException(f"{codes_file} does not exist ({expected})")
-    if p.is_dir():
-        raise click.ClickException(f"{codes_file} is a folder ({expected})")
-    try:
-        if not zipfile.is_zipfile(p):
-            raise ValueError("not an npz file")
-        with np.load(p, allow_pickle=False) as data:
-            if "codes" not in data.files:
-                raise ValueError(f"it has no `codes` (it holds {', '.join(data.files) or 'nothing'})")
-            codes = data["codes"]
-            written_by = str(data["model"]) if "model" in data.files else None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        raise click.ClickException(f"cannot read codes from {codes_file}: {_one_line(e)} ({expected})") from None
-    return codes, written_by
+    decoded = images.batched(m.decode, codes.astype("float32"), m.device, devices.seeded_generator(seed, m.device))
+    click.echo(f"wrote {images.save_images(path, fmt, decoded, nrow or math.ceil(math.sqrt(len(codes))))}")
 
 
 @cli.command("eval")
-@click.argument("model", default=DEFAULT_MODEL, metavar="NAME_OR_DIR")
+@click.argument("model", default=zoo.DEFAULT_MODEL, metavar="NAME_OR_DIR")
 @_options("dataset", "data_dir")
 @click.option(
     "--n-samples", type=click.IntRange(100, 200000), default=10000, show_default=True, help="Generated images for FID."
@@ -537,32 +431,16 @@ def eval_command(
     FID and class agreement use the Fashion-MNIST classifier that ships with bavae (fashion-mnist only); MIG is
     added on dsprites. See bavae.eval for what each number means.
     """
-    _check_model(model, device)
-    dataset = dataset or _model_dataset(model)
-    _check_data_dir(dataset, data_dir)
-    m = _load(model, device)
-    from .eval import EvalSettings, evaluate, format_report
+    zoo.model_source(model)
+    from . import data, eval  # torch and the datasets: once the arguments are checked
 
-    settings = EvalSettings(n_samples=n_samples, n_test=n_test, seed=seed, inception=inception)
-    report = evaluate(m, dataset, data_dir=data_dir, settings=settings, progress=not as_json)
+    dataset = dataset or _model_dataset(model, data.list_datasets())
+    _check_data_dir(data, dataset, data_dir)
+    m = zoo.load(model, device=device)
+    settings = eval.EvalSettings(n_samples=n_samples, n_test=n_test, seed=seed, inception=inception)
+    report = eval.evaluate(m, dataset, data_dir=data_dir, settings=settings, progress=not as_json)
     report = {"model": model, **report}
-    click.echo(json.dumps(report, indent=2) if as_json else format_report(model, report))
-
-
-def _model_dataset(model: str) -> str:
-    from .data import DATASETS  # eval and fit-sampler import torch anyway
-    from .zoo import list_models, model_info
-
-    if model in list_models():  # a record's dataset that is no built-in one (noto-color-emoji) was an image folder
-        dataset = model_info(model).dataset
-        return dataset if dataset in DATASETS else "folder"
-    train_config = Path(model).expanduser() / "train_config.json"
-    if train_config.is_file():
-        try:
-            return json.loads(train_config.read_text()).get("dataset") or "fashion-mnist"
-        except (OSError, ValueError):
-            pass
-    return "fashion-mnist"
+    click.echo(json.dumps(report, indent=2) if as_json else eval.format_report(model, report))
 
 
 @cli.command("fit-sampler")
@@ -601,8 +479,6 @@ def fit_sampler_command(
     Encodes the training images, fits a full-covariance Gaussian mixture to their codes (EM in torch) and saves
     the model with it: `bavae sample` then decodes the mixture's draws instead of the prior's.
     """
-    from .files import OutputError, check_output_folder
-
     out = Path(out_dir if out_dir is not None else model).expanduser()
     if out_dir is None and not out.is_dir():
         raise _usage(f"{model} is not a model folder: give --out DIR to save the model with its sampler there")
@@ -610,21 +486,21 @@ def fit_sampler_command(
         check_output_folder(out, "--out")
     except OutputError as e:
         raise _usage(str(e)) from None
-    _check_model(model, device)
-    dataset = dataset or _model_dataset(model)
-    _check_data_dir(dataset, data_dir)
-    m = _load(model, device)
-    from .data import build_dataset
-    from .train import fit_latent_sampler
+    zoo.model_source(model)
+    from . import data, samplers  # torch and the datasets: once the arguments are checked
 
-    data = build_dataset(
+    dataset = dataset or _model_dataset(model, data.list_datasets())
+    _check_data_dir(data, dataset, data_dir)
+    m = zoo.load(model, device=device)
+    images = data.build_dataset(
         dataset, data_dir=data_dir, image_size=m.config.image_size, channels=m.config.channels, split="train"
     )
-    sampler = fit_latent_sampler(m, data, components, max_codes=max_codes, seed=seed)
+    sampler = samplers.fit_latent_sampler(m, images, components, max_codes=max_codes, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     m.save_pretrained(out)
     click.echo(
-        f"fitted a {sampler.config['components']}-component Gaussian mixture on {min(max_codes, len(data))} codes of {dataset}; "
+        f"fitted a {sampler.config['components']}-component Gaussian mixture on {min(max_codes, len(images))} codes of "
+        f"{dataset}; "
         f"saved {out} (`bavae sample -m {out}` now draws from it)"
     )
 
@@ -640,27 +516,25 @@ def push_command(model_dir: str, repo_id: str, branch: str | None, private: bool
 
     Uploads config.json, model.safetensors, a model card (README.md) and samples.png in one commit.
     """
-    from .hub import check_repo_id, folder_files
-    from .train import train_command_line
-    from .zoo import push
+    from . import hub, train_cli  # the Hub client: once the arguments are checked
 
-    check_repo_id(repo_id)  # the id, the folder and its files, before anything is sent
+    hub.check_repo_id(repo_id)  # the id, the folder and its files, before anything is sent
     folder = Path(model_dir).expanduser()
     if not folder.is_dir():
         raise _usage(f"{model_dir} {'is not a folder' if folder.exists() else 'does not exist'}")
-    folder_files(folder)
+    model_files(folder)
     train_config_file = folder / "train_config.json"  # a `bavae train` run: its command
     try:
         train_config = json.loads(train_config_file.read_text()) if train_config_file.is_file() else {}
     except ValueError as e:
-        raise click.ClickException(f"{train_config_file} is not valid JSON: {_one_line(e)}") from None
-    info = push(
+        raise click.ClickException(f"{train_config_file} is not valid JSON: {one_line(e)}") from None
+    info = zoo.push(
         model_dir,
         repo_id,
         revision=branch,
         private=private,
         token=token,
-        train_command=train_command_line(train_config) if train_config else None,
+        train_command=train_cli.train_command_line(train_config) if train_config else None,
     )
     click.echo(f"pushed {model_dir} to {repo_id}: {info.commit_url} (load it with bavae.load({repo_id!r}))")
 
@@ -686,15 +560,12 @@ def export_command(model: str, fmt: str, out: str, parts: tuple[str, ...], opset
     draw (uniform and normal noise -> codes), each with a dynamic batch size, in float32, and export.json beside
     them (opset, versions, inputs, outputs, sha256). MODEL is a zoo name, a model folder or a Hub repo id.
     """
-    from .export import ExportError, check_export
+    zoo.model_source(model)
+    from . import export  # torch: once the arguments are checked
 
-    _check_model(model)
-    m = _load(model, "cpu")
-    try:
-        check_export(m, out, fmt, list(parts) or None)  # fails in one line before the slow part
-        written = m.export(out, fmt, parts=list(parts) or None, opset=opset, source=model)
-    except ExportError as e:
-        raise click.ClickException(str(e)) from None
+    m = zoo.load(model, device="cpu")
+    export.check_export(m, out, fmt, list(parts) or None)  # fails in one line before the slow part
+    written = m.export(out, fmt, parts=list(parts) or None, opset=opset, source=model)
     files = sorted(p.name for p in written.iterdir())
     click.echo(f"wrote {written}: {', '.join(files)}")
 
@@ -703,7 +574,7 @@ def export_command(model: str, fmt: str, out: str, parts: tuple[str, ...], opset
 @click.argument("model", required=False, default=None, metavar="[MODEL]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="Port (0: any free one).")
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP + ".")
+@_options("device")
 def demo_command(model: str | None, host: str, port: int, device: str) -> None:
     """Serve the interactive demo page (Gradio; pip install 'bavae[demo]').
 
@@ -711,7 +582,7 @@ def demo_command(model: str | None, host: str, port: int, device: str) -> None:
     folder or Hub repo id) is the one shown first. Runs offline on the bundled weights.
     """
     if model is not None:
-        _check_model(model, device)
+        zoo.model_source(model)
     try:
         from .demo import serve
     except ImportError as e:
@@ -736,12 +607,12 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         where = e.ctx.command_path if isinstance(e, click.UsageError) and e.ctx else "bavae"
-        click.echo(f"{where}: error: {_one_line(e.format_message())}", err=True)
+        click.echo(f"{where}: error: {one_line(e.format_message())}", err=True)
         sys.exit(e.exit_code)
-    except Exception as e:
+    except (BAVAEError, OSError) as e:  # refused on purpose, or the system's (a full disk): one line; a bug is neither
         if debug:
             raise
-        click.echo(f"bavae: error: {_one_line(e)}", err=True)
+        click.echo(f"bavae: error: {one_line(e)}", err=True)
         sys.exit(1)
     sys.exit(rc if isinstance(rc, int) else 0)
 

@@ -29,20 +29,36 @@ What is measured, and why each number:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import time
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
+from tqdm.auto import tqdm
 
-from . import zoo
-from .files import hash_problem
+from .data import (
+    DSPRITES_FACTOR_NAMES,
+    build_dataset,
+    check_dataset_fits,
+    dsprites_factors,
+    dsprites_split_indices,
+    render_dsprites,
+)
+from .devices import resolve_device
+from .errors import InvalidValue, WeightsError, WeightsUnavailableError, one_line
+from .files import CONFIG_NAME, WEIGHTS_NAME, hash_problem
+from .objectives import info_nce
 
 CLASSIFIER_NAME = "fashionmnist-classifier"
 # The record is the source of truth for the bundled file (as for the zoo's models): checked before loading.
@@ -135,7 +151,7 @@ class ImageClassifier(nn.Module):
         sizes = (28, 32) if (c, size) == (1, 32) else (size,)
         if x.dim() != 4 or x.shape[1] != c or x.shape[-1] not in sizes or x.shape[-2] != x.shape[-1]:
             shown = "|".join(map(str, sizes))
-            raise ValueError(
+            raise InvalidValue(
                 f"the {self.config.get('name', 'classifier')} expects images of shape (N, {c}, {shown}, {shown}) "
                 f"in [0, 1], got {tuple(x.shape)}"
             )
@@ -150,27 +166,21 @@ class ImageClassifier(nn.Module):
 
 def classifier_dir(name: str = CLASSIFIER_NAME) -> Path:
     """Part of the package itself (not a zoo model, so ``BAVAE_WEIGHTS_DIR`` does not move it)."""
-    from importlib.resources import files
-
     return Path(str(files("bavae.weights"))) / name
 
 
 def load_classifier(device: Any = None, path: str | Path | None = None, name: str = CLASSIFIER_NAME) -> ImageClassifier:
     """A bundled classifier (``name``: the Fashion-MNIST one by default, :data:`EMOJI_CLASSIFIER_NAME` for colour) in
     eval mode, its weights checked against its evaluator's sha256 first; ``path``: a folder of one's own, unchecked."""
-    from safetensors.torch import load_file
-
-    from .model import WeightsError
-
     evaluator = next((e for e in EVALUATORS if e.name == name), None)
     if evaluator is None:
-        raise ValueError(f"unknown classifier {name!r}; known: {', '.join(e.name for e in EVALUATORS)}")
+        raise InvalidValue(f"unknown classifier {name!r}; known: {', '.join(e.name for e in EVALUATORS)}")
     folder = Path(path) if path is not None else classifier_dir(name)
-    weights, config = folder / zoo.WEIGHTS_NAME, folder / zoo.CONFIG_NAME
+    weights, config = folder / WEIGHTS_NAME, folder / CONFIG_NAME
     if not weights.is_file() or not config.is_file():
         raise WeightsError(
-            f"the {name} is missing from {folder} (expected {zoo.CONFIG_NAME} and "
-            f"{zoo.WEIGHTS_NAME}); reinstall bavae or run benchmarks/train_classifier.py"
+            f"the {name} is missing from {folder} (expected {CONFIG_NAME} and "
+            f"{WEIGHTS_NAME}); reinstall bavae or run benchmarks/train_classifier.py"
         )
     if path is None:
         problem = hash_problem(weights, evaluator.sha256)
@@ -184,7 +194,7 @@ def load_classifier(device: Any = None, path: str | Path | None = None, name: st
     )
     model.config["name"] = name
     model.load_state_dict(load_file(str(weights)))
-    return model.to(zoo.resolve_device(device)).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -221,7 +231,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     """Per-image SSIM (Wang et al. 2004): Gaussian window 11 / sigma 1.5, K1 0.01, K2 0.03, 'valid' windows,
     averaged over channels and positions. Shape (N,)."""
     if x.shape != y.shape or x.dim() != 4:
-        raise ValueError(
+        raise InvalidValue(
             f"ssim: expected two (N, C, H, W) tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}"
         )
     x, y, c = x.double(), y.double(), x.shape[1]  # E[x^2] - E[x]^2 cancels badly in float32
@@ -241,8 +251,6 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
 def infonce_bound(scores: torch.Tensor) -> float:
     """InfoNCE (Oord et al. 2018) for an (N, N) matrix of scores f(x_i, z_j), true pairs on the diagonal: each code
     picks out its own image among the N, so I(x; z) >= log N + mean_j [f(x_j, z_j) - logsumexp_i f(x_i, z_j)]."""
-    from .objectives import info_nce
-
     return float(info_nce(scores.double()))
 
 
@@ -262,11 +270,11 @@ def mutual_information_gap(
     """
     codes, factors = np.asarray(codes, dtype=np.float64), np.asarray(factors)
     if codes.ndim != 2 or factors.ndim != 2 or codes.shape[0] != factors.shape[0]:
-        raise ValueError(
+        raise InvalidValue(
             f"MIG: expected codes (N, D) and factors (N, K) with the same N, got {codes.shape} and {factors.shape}"
         )
     if codes.shape[1] < 2:
-        raise ValueError("MIG needs at least two code dimensions")
+        raise InvalidValue("MIG needs at least two code dimensions")
     binned = np.empty(codes.shape, dtype=np.int64)
     for j in range(codes.shape[1]):
         edges = np.histogram_bin_edges(codes[:, j], bins=bins)
@@ -287,7 +295,7 @@ def mutual_information_gap(
         gaps.append((top[0] - top[1]) / h)
     known = [g for g in gaps if g is not None]
     if not known:
-        raise ValueError("MIG: every factor is constant in the data given")
+        raise InvalidValue("MIG: every factor is constant in the data given")
     return {"mig": float(np.mean(known)), "per_factor": [None if g is None else float(g) for g in gaps]}
 
 
@@ -369,8 +377,6 @@ def _features(net: Callable[[torch.Tensor], torch.Tensor], images: Iterable[torc
 def _test_images(
     dataset: str, image_size: int, channels: int, n: int, data_dir: Any = None
 ) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
-    from .data import build_dataset
-
     # A folder without a test/ subfolder is scored on all of it (as `bavae train` trains on all of it).
     split = (
         "train" if dataset == "folder" and data_dir is not None and not (Path(data_dir) / "test").is_dir() else "test"
@@ -390,10 +396,6 @@ def _test_images(
 def _dsprites_test_images(n: int, channels: int) -> tuple[torch.Tensor, None, Any]:
     """n dSprites test images spread evenly over the test split, rendered directly (no cache needed), with their
     factors. dSprites is stored in factor order (shape slowest): the first n would all be squares."""
-    from types import SimpleNamespace
-
-    from .data import dsprites_factors, dsprites_split_indices, render_dsprites
-
     test = dsprites_split_indices("test")
     idx = test[np.linspace(0, len(test) - 1, min(n, len(test))).round().astype(np.int64)]
     x = torch.from_numpy(render_dsprites(idx).astype(np.float32)).unsqueeze(1)
@@ -410,10 +412,6 @@ def evaluate(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Score a BAVAE (or a :class:`ModelAdapter`) on a dataset's test split. Returns a flat dict of metrics."""
-    from tqdm.auto import tqdm
-
-    from .data import check_dataset_fits
-
     s = settings or EvalSettings()
     torch.manual_seed(s.seed)
     g = torch.Generator(device=getattr(model, "device", "cpu")).manual_seed(s.seed)
@@ -493,8 +491,6 @@ def _evaluate(m: Any, dataset: str, s: Any, x: Any, labels: Any, ds: Any, incept
 @torch.no_grad()
 def dsprites_mig(m: ModelAdapter, x: torch.Tensor, factors: np.ndarray, batch_size: int = 250) -> dict[str, Any]:
     """MIG of the posterior means (16 draws each) against the five dSprites factors of the images ``x``."""
-    from .data import DSPRITES_FACTOR_NAMES
-
     codes = torch.cat([m.encode_mean(b.to(m.device)).float().cpu() for b in _batches(x, batch_size)])
     result = mutual_information_gap(codes.numpy(), factors)
     return {
@@ -533,19 +529,16 @@ def latent_traversal(
 def inception_features(device: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     """torchvision's Inception-v3 pool features (2048-d) of images in [0, 1]. Needs its ImageNet weights in the torch
     cache: torchvision checks their hash and loads them with ``weights_only``; offline, the error says where they go."""
-    import contextlib
-    import io
-
-    from torchvision.models import Inception_V3_Weights, inception_v3
+    from torchvision.models import Inception_V3_Weights, inception_v3  # torchvision only for this opt-in metric
 
     try:
         # torch's downloader prints its own lines (on stdout, where `bavae eval --json` writes): keep them out
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             net = inception_v3(weights=Inception_V3_Weights.IMAGENET1K_V1, aux_logits=True, progress=False)
     except Exception as e:  # noqa: BLE001 - offline, or a partial download
-        raise RuntimeError(
+        raise WeightsUnavailableError(
             f"Inception FID needs torchvision's Inception-v3 ImageNet weights in the torch cache "
-            f"({torch.hub.get_dir()}/checkpoints): {_one_line(e)}"
+            f"({torch.hub.get_dir()}/checkpoints): {one_line(e)}"
         ) from None
     net.fc = nn.Identity()
     net = net.to(device).eval()
@@ -559,10 +552,6 @@ def inception_features(device: Any) -> Callable[[torch.Tensor], torch.Tensor]:
         return net((x - mean) / std)
 
     return features
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 def format_report(name: str, report: dict[str, Any]) -> str:

@@ -45,6 +45,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from .errors import InvalidValue
 from .files import OutputError, check_output_folder, sha256_file
 
 FORMATS = ("onnx", "torch-export")
@@ -56,7 +57,7 @@ MIN_OPSET = 18  # torch.onnx's exporter (onnxscript) writes opset 18 and later
 EXAMPLE_BATCH = 2  # traced at 2: a batch of 1 would let the tracer specialise the axis to 1
 
 
-class ExportError(ValueError):
+class ExportError(InvalidValue):
     """An export that cannot be done as asked (format, part, output folder, missing package)."""
 
 

@@ -1,5 +1,5 @@
-"""File helpers that know nothing of bavae: output-path checks, atomic writes, a streaming npz writer and content
-hashes (the bottom layer: imports no bavae).
+"""File helpers: output-path checks, atomic writes, content hashes and the files of a saved model folder (the bottom
+layer, beside :mod:`bavae.errors`; the standard library only, so `bavae --help` can import it).
 
 Output paths are checked here, once for every command and API that writes: :func:`check_output_file` and
 :func:`check_output_folder` try what the write will do (create a file in the target folder) before any work starts,
@@ -8,12 +8,15 @@ and name the path the user gave, never a temporary file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 from typing import Any
 
+from .errors import BAVAEError, WeightsError
+
+# A saved model folder has the Hub layout: what `save_pretrained` writes, `bavae train` fills and the Hub serves.
+CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME = "config.json", "model.safetensors", "README.md", "samples.png"
 _HEX64, _HEX40 = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9a-f]{40}")
 
 
@@ -23,26 +26,31 @@ def _umask() -> int:
     return mask
 
 
-class OutputError(OSError):
+class OutputError(BAVAEError, OSError):
     """An output path that cannot be written; the message names it and why, in one line."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "cannot write"
 
 
+def _new_file(folder: str | os.PathLike, prefix: str) -> str:
+    """A new, empty, closed file in ``folder`` (``tempfile.mkstemp``: a random name, O_EXCL, mode 0600); its path."""
+    import tempfile  # a few milliseconds: `bavae --help` imports this module and writes nothing
+
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
+    os.close(fd)
+    return tmp
+
+
 def _probe(folder: Path, target: str | os.PathLike) -> None:
     """Create and delete a temporary file in ``folder``, as an atomic write into it would (os.access says yes to
     root everywhere, and knows nothing of read-only mounts or /proc)."""
-    import tempfile
-
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".bavae-probe-", suffix=".tmp")
+        os.unlink(_new_file(folder, ".bavae-probe-"))
     except OSError as e:
         raise OutputError(
             f"cannot write {os.fspath(target)}: cannot create files in {folder} ({e.strerror or e})"
         ) from None
-    os.close(fd)
-    os.unlink(tmp)
 
 
 def check_output_file(path: str | os.PathLike, what: str = "") -> Path:
@@ -82,16 +90,24 @@ def check_output_folder(path: str | os.PathLike, what: str = "") -> Path:
     return p
 
 
+def model_files(folder: Path) -> tuple[Path, Path]:
+    """``config.json`` and ``model.safetensors`` of a model folder; a WeightsError names the one missing."""
+    files = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    for f in files:
+        if not f.is_file():
+            raise WeightsError(
+                f"{folder} is not a saved BAVAE: {f.name} is missing (expected {CONFIG_NAME} and {WEIGHTS_NAME})"
+            )
+    return files
+
+
 def atomic_write(path: str | os.PathLike, write: Any) -> None:
     """Call ``write(tmp_path)`` then fsync and rename over ``path``: readers see the old file or the new, never half."""
-    import tempfile  # here, not at the top: `bavae --help` imports this module and writes nothing
-
     path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = _new_file(path.parent, f".{path.name}.")
     except OSError as e:  # name the file asked for, not the temporary one
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
-    os.close(fd)
     try:
         write(tmp)
         with open(tmp, "rb") as f:
@@ -101,37 +117,6 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def write_npz_stream(path: str | os.PathLike, arrays: dict[str, Any], chunks: dict[str, Any] | None = None) -> None:
-    """Write an ``.npz`` (what ``np.load`` reads) atomically, streaming the big arrays: ``arrays`` maps names to
-    arrays written whole; ``chunks`` maps a name to ``(shape, dtype, iterable of arrays)`` whose pieces, stacked on
-    the first axis, fill ``shape``; each piece is written as it comes, so memory holds one piece at a time."""
-    import zipfile
-
-    import numpy as np
-
-    def write(tmp: str) -> None:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for name, array in arrays.items():
-                with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
-                    np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
-            for name, (shape, dtype, pieces) in (chunks or {}).items():
-                dtype = np.dtype(dtype)
-                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
-                rows = 0
-                with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
-                    np.lib.format.write_array_header_2_0(f, header)
-                    for piece in pieces:
-                        piece = np.ascontiguousarray(piece, dtype=dtype)
-                        if piece.shape[1:] != tuple(shape[1:]):
-                            raise ValueError(f"{name}: a piece of shape {piece.shape} does not fit {tuple(shape)}")
-                        f.write(memoryview(piece).cast("B"))
-                        rows += len(piece)
-                if rows != shape[0]:
-                    raise ValueError(f"{name}: the pieces held {rows} rows, not {shape[0]}")
-
-    atomic_write(path, write)
 
 
 def hash_problem(path: Path, expected_sha256: str | None) -> str | None:
@@ -150,32 +135,40 @@ def hash_problem(path: Path, expected_sha256: str | None) -> str | None:
             f"sha256 mismatch for {path.name} ({blob}): expected {published} (published by the Hub), got {data_sha256}"
         )
     if _HEX40.fullmatch(published):
-        h = _digest(blob, hashlib.sha1(b"blob %d\0" % blob.stat().st_size))  # git's blob id: the Hub's ETag
-        if h.hexdigest() != published:
+        git_id = _digest(blob, "sha1", b"blob %d\0" % blob.stat().st_size)  # git's blob id: the Hub's ETag
+        if git_id != published:
             return (
                 f"git blob hash mismatch for {path.name} ({blob}): expected {published} (published by the Hub), "
-                f"got {h.hexdigest()}"
+                f"got {git_id}"
             )
     return None
 
 
-def _digest(path: str | os.PathLike, h: Any) -> Any:
+def _digest(path: str | os.PathLike, algorithm: str, header: bytes = b"") -> str:
+    """The hex digest of ``header`` followed by the file's bytes, read a MiB at a time."""
+    import hashlib  # a few milliseconds (OpenSSL): `bavae --help` imports this module and hashes nothing
+
+    h = hashlib.new(algorithm, header)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h
+    return h.hexdigest()
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    return _digest(path, hashlib.sha256()).hexdigest()
+    return _digest(path, "sha256")
 
 
 __all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "CARD_NAME",
+    "SAMPLES_NAME",
+    "model_files",
     "OutputError",
     "check_output_file",
     "check_output_folder",
     "atomic_write",
-    "write_npz_stream",
     "sha256_file",
     "hash_problem",
 ]

@@ -1,4 +1,5 @@
-"""The Hub: the only module that talks to ``huggingface_hub`` for downloads, pushes and model cards.
+"""The Hub: the only module that talks to ``huggingface_hub``, for downloads, pushes and model cards (it knows the
+files of a model folder, not the model).
 
 Every downloaded weight file is checked before anything loads it (:func:`bavae.files.hash_problem`):
   * zoo records: against the record's ``sha256`` (the record is the source of truth);
@@ -10,37 +11,44 @@ A file that fails is deleted from the cache (nothing ever loads it), downloaded 
 wrong the load fails naming the file and both hashes. A local folder is loaded as it is: it is the user's own run or
 copy and nothing records what its hash should be (a damaged file still fails to load).
 
-``huggingface_hub`` is imported on first use, inside the functions: ``bavae --help`` and ``bavae list`` stay instant.
-The one other user of the client is :mod:`bavae.model`: ``BAVAE`` subclasses its ``ModelHubMixin``, so
-``BAVAE.from_pretrained`` / ``push_to_hub`` work as for any Hub library (checking hashes with :mod:`bavae.files`).
+:func:`bavae.load` and ``BAVAE.from_pretrained`` both download through :func:`fetch_model_files`; ``BAVAE``
+subclasses the client's ``ModelHubMixin`` (re-exported here) for ``from_pretrained`` / ``push_to_hub``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .files import hash_problem
+from huggingface_hub import (
+    CommitInfo,
+    CommitOperationAdd,
+    EvalResult,
+    HfApi,
+    ModelCard,
+    ModelCardData,
+    ModelHubMixin,
+    constants,
+    hf_hub_download,
+)
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-if TYPE_CHECKING:
-    from huggingface_hub import CommitInfo, ModelCard
-
-CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, SAMPLES_NAME = "config.json", "model.safetensors", "README.md", "samples.png"
-
-
-class WeightsUnavailableError(ValueError):
-    """The weights are neither bundled, nor in the cache, nor downloadable right now."""
-
-
-class HubError(ValueError):
-    """A push the Hub refused or could not take; the message says which and what to do, in one line."""
+from .errors import HubError, WeightsError, WeightsUnavailableError, is_number, one_line
+from .files import CARD_NAME, CONFIG_NAME, SAMPLES_NAME, WEIGHTS_NAME, hash_problem, model_files
 
 
 def check_repo_id(repo_id: Any) -> str:
     """A Hub repo id as the Hub takes it (USER/NAME or NAME): checked here, before any file is read or sent."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
     if not isinstance(repo_id, str) or not repo_id:
         raise HubError(f"the repo id must be USER/NAME, got {repo_id!r}")
     try:
@@ -55,9 +63,6 @@ def check_repo_id(repo_id: Any) -> str:
 
 def _push_problem(e: Exception, repo_id: str) -> str:
     """One line saying why a push failed, in the user's terms (the client's own messages name URLs and errnos)."""
-    from huggingface_hub import constants
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
     where = constants.ENDPOINT
     if isinstance(e, OfflineModeIsEnabled):
         return f"cannot push {repo_id}: HF_HUB_OFFLINE is set; unset it to reach the Hub ({where})"
@@ -72,25 +77,12 @@ def _push_problem(e: Exception, repo_id: str) -> str:
         return f"cannot push {repo_id}: the Hub ({where}) answered {status} ({first}){'; ' + hint if hint else ''}"
     names = {c.__name__ for c in type(e).__mro__}
     if isinstance(e, OSError) or names & {"TransportError", "ConnectionError", "RequestError", "NetworkError"}:
-        why = " ".join(str(e).split()) or type(e).__name__
+        why = one_line(e)
         return (
             f"cannot push {repo_id}: the Hub ({where}) could not be reached ({why}); check your network, "
             "or HF_ENDPOINT if you meant another Hub"
         )
-    return f"cannot push {repo_id} to {where}: {type(e).__name__}: {' '.join(str(e).split())}"
-
-
-def folder_files(folder: Path) -> tuple[Path, Path]:
-    """``config.json`` and ``model.safetensors`` of a model folder; a WeightsError names the one missing."""
-    from .model import WeightsError
-
-    files = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    for f in files:
-        if not f.is_file():
-            raise WeightsError(
-                f"{folder} is not a saved BAVAE: {f.name} is missing (expected {CONFIG_NAME} and {WEIGHTS_NAME})"
-            )
-    return files
+    return f"cannot push {repo_id} to {where}: {type(e).__name__}: {one_line(e)}"
 
 
 # ------------------------------------------------------------------------------------------------ downloads
@@ -103,9 +95,14 @@ def fetch_model_files(
     cache_first: bool,
     token: Any = None,
     cache_dir: Any = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
 ) -> tuple[Any, Path]:
-    """(config, weights path) from the cache or the Hub, each file checked (``sha256`` or the Hub's own hash)."""
+    """(config, weights path) from the cache or the Hub, each file checked (``sha256`` or the Hub's own hash).
+    ``config`` given (a zoo record's) is returned as it is: only the weights are fetched. ``cache_first``: a cached
+    file is used without asking the Hub; the last two are ``hf_hub_download``'s."""
     kw = dict(repo_id=repo_id, revision=revision, token=token, cache_dir=cache_dir, cache_first=cache_first)
+    kw.update(force_download=force_download, local_files_only=local_files_only)
     if config is None:
         config = _fetch_checked(CONFIG_NAME, None, **kw)
     return config, _fetch_checked(WEIGHTS_NAME, sha256, **kw)
@@ -126,8 +123,6 @@ def _fetch_checked(filename: str, expected_sha256: str | None, **kw: Any) -> Pat
     if problem is None:
         return path
     _evict(path)
-    from .model import WeightsError
-
     raise WeightsError(f"{problem}; the file was deleted from the cache and not loaded")
 
 
@@ -141,21 +136,16 @@ def _evict(path: Path) -> None:
             pass
 
 
-def _download(
-    filename: str, *, repo_id: str, revision: str | None, token: Any, cache_dir: Any, cache_first: bool
-) -> Path:
-    import huggingface_hub
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    kw = dict(repo_id=repo_id, filename=filename, revision=revision, token=token, cache_dir=cache_dir)
-    if cache_first:
+def _download(filename: str, *, repo_id: str, revision: str | None, cache_first: bool, **kw: Any) -> Path:
+    kw = dict(repo_id=repo_id, filename=filename, revision=revision, **kw)
+    if cache_first and not kw["force_download"]:
         try:
-            return Path(huggingface_hub.hf_hub_download(**kw, local_files_only=True))
+            return Path(hf_hub_download(**{**kw, "local_files_only": True}))
         except LocalEntryNotFoundError:
             pass
     for attempt in range(2):
         try:
-            return Path(huggingface_hub.hf_hub_download(**kw))
+            return Path(hf_hub_download(**kw))
         except HfHubHTTPError as e:
             # The client retries 5xx on its metadata request but not on the download itself: one more try.
             status = e.response.status_code if e.response is not None else None
@@ -168,22 +158,11 @@ def _download(
 
 
 def _is_not_found(e: Exception) -> bool:
-    from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-
     return isinstance(e, (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError))
 
 
 def _why(e: Exception, repo_id: str, filename: str, revision: str | None) -> str:
     """One line saying why a Hub file could not be had, in the user's terms."""
-    from huggingface_hub import constants
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RemoteEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
     where, rev = constants.ENDPOINT, revision or "main"
     cache = f"the Hugging Face cache ({constants.HF_HUB_CACHE})"
     if isinstance(e, LocalEntryNotFoundError):
@@ -219,7 +198,7 @@ _HUB_DATASETS = {"fashion-mnist": "zalando-datasets/fashion_mnist"}  # our datas
 
 
 def model_card(
-    model_or_config: Any,
+    source: Any,
     metrics: dict[str, Any] | None = None,
     sample_grid_path: str | None = None,
     *,
@@ -232,18 +211,20 @@ def model_card(
     description: str | None = None,
 ) -> ModelCard:
     """A Hub model card: YAML metadata (library_name bavae, license, tags, datasets, model-index metrics), usage,
-    the training command and a link to a sample grid. Takes a BAVAE, a BAVAEConfig or a config dict; ``load_id``
-    is what the usage section passes to ``bavae.load`` (default: ``repo_id``, else ``name``). A zoo record's card
-    comes from :func:`bavae.zoo.model_card`."""
-    import json
-
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    config = getattr(model_or_config, "config", model_or_config)
+    the training command and a link to a sample grid. ``source``: a zoo record (:class:`bavae.zoo.ModelRecord`,
+    whose name, dataset, metrics, license, command and description fill in what the keywords leave out), a BAVAE,
+    a BAVAEConfig or a config dict. ``load_id`` is what the usage section passes to ``bavae.load`` (default: a
+    record's name, else ``repo_id``, else ``name``)."""
+    if hasattr(source, "hf_hub_id"):  # a zoo record
+        r, source = source, source.config
+        metrics, name, load_id = {**r.metrics, **(metrics or {})}, name or r.name, load_id or r.name
+        dataset, license, train_command = dataset or r.dataset, license or r.license, train_command or r.train_command
+        description = description or r.description
+    config = getattr(source, "config", source)
     config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     name = name or (repo_id.split("/")[-1] if repo_id else "bavae-model")
     load_id = load_id or repo_id or name
-    metrics = {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    metrics = {k: v for k, v in (metrics or {}).items() if is_number(v)}
     task = "unconditional-image-generation"
     data = ModelCardData(
         library_name="bavae",
@@ -318,6 +299,7 @@ def push(
     *,
     metrics: dict[str, float] | None = None,
     train_command: str | None = None,
+    config: dict[str, Any] | None = None,
     commit_message: str = "Upload bavae model",
 ) -> CommitInfo:
     """Upload a saved model folder to the Hub in one commit and return the commit info.
@@ -326,21 +308,17 @@ def push(
     ``samples/step_*.png`` written by ``bavae train``). The card is the folder's own README.md unless that is
     missing or the generic one ``save_pretrained`` writes; then :func:`model_card` makes one from the config,
     ``train_config.json`` (for the dataset), ``metrics`` or ``eval.json``, and ``train_command`` (``bavae push``
-    renders it from ``train_config.json``, see :func:`bavae.train.train_command_line`). The folder is not modified.
-    ``revision``: a branch, created from main when missing.
+    renders it from ``train_config.json``, see :func:`bavae.train_cli.train_command_line`). ``config``: the
+    folder's config as the caller loaded and checked it (:func:`bavae.zoo.push` does), else its ``config.json``
+    as it is. The folder is not modified. ``revision``: a branch, created from main when missing.
     """
-    import json
-
-    from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
-
-    from .model import BAVAEConfig
-
     check_repo_id(repo_id)
     folder = Path(model_dir).expanduser()
     if not folder.is_dir():
         raise WeightsUnavailableError(f"{folder} {'is not a folder' if folder.exists() else 'does not exist'}")
-    config_file, weights_file = folder_files(folder)
-    config = BAVAEConfig.from_json_file(config_file)  # refuse to publish what we could not load back
+    config_file, weights_file = model_files(folder)
+    if config is None:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
     samples = folder / SAMPLES_NAME
     if not samples.is_file():
         steps = sorted((folder / "samples").glob("step_*.png"))
@@ -379,7 +357,7 @@ __all__ = [
     "HubError",
     "check_repo_id",
     "fetch_model_files",
-    "folder_files",
+    "ModelHubMixin",
     "model_card",
     "push",
     "WeightsUnavailableError",

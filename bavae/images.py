@@ -1,19 +1,28 @@
-"""The user's own picture files in, image grids out (PIL + numpy; for the CLI and notebooks).
+"""The user's own picture files in; image grids and arrays out (PIL + numpy; for the CLI and notebooks).
 
 Datasets live in :mod:`bavae.data`; this module only turns a handful of files into a batch the model takes,
-and a batch back into a PNG. torchvision is deliberately not used: importing it costs about a second, more
-than the rest of a cold ``bavae sample``.
+and a batch back into a PNG grid or an npz. torchvision is not used: importing it costs more than the rest of a
+cold ``bavae sample``.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import warnings
+import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-if TYPE_CHECKING:
-    import torch
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.nn import functional as F
+
+from .errors import InvalidValue, one_line
+from .files import atomic_write
+
+MAX_CODE = 1e3  # |z| past this is not a code of the prior N(0, I) or U(-1, 1): decoding it is a mistake
 
 IMAGE_SUFFIXES = frozenset(
     {
@@ -36,7 +45,7 @@ IMAGE_SUFFIXES = frozenset(
 )
 
 
-class ImageError(ValueError):
+class ImageError(InvalidValue):
     """A file that is missing or not a readable image."""
 
 
@@ -64,9 +73,6 @@ def expand_image_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 def _too_large(path: str | os.PathLike) -> str:
     """Why PIL refused a picture as a decompression bomb, with its size (read from the header alone)."""
-    import warnings
-
-    from PIL import Image
 
     limit = Image.MAX_IMAGE_PIXELS
     try:
@@ -89,9 +95,6 @@ def _too_large(path: str | os.PathLike) -> str:
 def open_image(path: str | os.PathLike):
     """``PIL.Image.open`` with bavae's errors: one ImageError naming the file and the real cause. Pictures between
     PIL's limit and twice it open without PIL's DecompressionBombWarning (they are decoded once, on purpose)."""
-    import warnings
-
-    from PIL import Image
 
     try:
         with warnings.catch_warnings():
@@ -119,7 +122,6 @@ def check_image_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 def looks_colour(paths: Sequence[str | os.PathLike], n: int = 16) -> bool:
     """Whether any of the first ``n`` readable pictures has colour (channels that differ), from small thumbnails."""
-    import numpy as np
 
     for path in list(paths)[:n]:
         try:
@@ -139,12 +141,6 @@ def decode_image(path: str | os.PathLike, channels: int, draft: int | None = Non
     """Decode a picture to float (channels, H, W) in [0, 1]: EXIF orientation applied, RGB or gray as asked,
     transparency composited on white, 16-bit and float images scaled exactly (``convert("L")`` would clip them).
     ``draft``: let a JPEG decode at a reduced size that stays >= draft (fast, done in the DCT domain)."""
-    import warnings
-
-    import numpy as np
-    import torch
-    from PIL import Image, ImageOps
-
     with open_image(path) as im, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         if draft is not None and im.format == "JPEG":
@@ -168,7 +164,6 @@ def decode_image(path: str | os.PathLike, channels: int, draft: int | None = Non
 
 def resize_center_crop(x: torch.Tensor, image_size: int) -> torch.Tensor:
     """Short side to ``image_size`` (bilinear, antialiased: torchvision's ``resize`` rule), then the centre square."""
-    from torch.nn import functional as F
 
     h, w = x.shape[-2:]
     if (h, w) != (image_size, image_size):
@@ -196,14 +191,12 @@ def load_image(path: str | os.PathLike, image_size: int, channels: int) -> torch
 
 def load_image_files(paths: Sequence[str | os.PathLike], image_size: int, channels: int) -> torch.Tensor:
     """A batch (N, channels, image_size, image_size) in [0, 1] from picture files of any size and mode."""
-    import torch
 
     return torch.stack([load_image(p, image_size, channels) for p in paths])
 
 
 def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 0.0) -> torch.Tensor:
     """(N, C, H, W) -> (C, rows*(H+p)+p, nrow*(W+p)+p), the layout of torchvision.utils.make_grid."""
-    import torch
 
     n, c, h, w = images.shape
     ncol = max(1, min(nrow, n))
@@ -222,7 +215,6 @@ def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: 
 
 def to_uint8(images: torch.Tensor):
     """[0, 1] floats -> uint8 numpy, channels last (rounding as torchvision's save_image does)."""
-    import torch
 
     x = images.detach().float().cpu().mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
     return x.movedim(-3, -1).numpy()
@@ -230,9 +222,6 @@ def to_uint8(images: torch.Tensor):
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> tuple[int, int]:
     """Write a PNG grid of (N, C, H, W) images in [0, 1] atomically; return (rows, columns)."""
-    from PIL import Image
-
-    from .files import atomic_write
 
     n = images.shape[0]
     ncol = nrow or math.ceil(math.sqrt(n))
@@ -240,6 +229,127 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
     im = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a, "L" if a.shape[-1] == 1 else "RGB")
     atomic_write(path, lambda p: im.save(p, format="PNG"))
     return math.ceil(n / min(ncol, n)), min(ncol, n)
+
+
+def write_npz_stream(path: str | os.PathLike, arrays: dict[str, Any], chunks: dict[str, Any] | None = None) -> None:
+    """Write an ``.npz`` (what ``np.load`` reads) atomically, streaming the big arrays: ``arrays`` maps names to
+    arrays written whole; ``chunks`` maps a name to ``(shape, dtype, iterable of arrays)`` whose pieces, stacked on
+    the first axis, fill ``shape``; each piece is written as it comes, so memory holds one piece at a time."""
+
+    def write(tmp: str) -> None:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, array in arrays.items():
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
+            for name, (shape, dtype, pieces) in (chunks or {}).items():
+                dtype = np.dtype(dtype)
+                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+                rows = 0
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array_header_2_0(f, header)
+                    for piece in pieces:
+                        piece = np.ascontiguousarray(piece, dtype=dtype)
+                        if piece.shape[1:] != tuple(shape[1:]):
+                            raise InvalidValue(f"{name}: a piece of shape {piece.shape} does not fit {tuple(shape)}")
+                        f.write(memoryview(piece).cast("B"))
+                        rows += len(piece)
+                if rows != shape[0]:
+                    raise InvalidValue(f"{name}: the pieces held {rows} rows, not {shape[0]}")
+
+    atomic_write(path, write)
+
+
+def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
+    """Write arrays to an ``.npz`` atomically (no pickles: strings and numbers only)."""
+    write_npz_stream(path, arrays)
+
+
+def save_images(
+    path: Path, fmt: str, images: torch.Tensor | Sequence[torch.Tensor], nrow: int | None, **extra: Any
+) -> str:
+    """Write images (N, C, H, W) in [0, 1], or batches of them one after another, as a PNG grid or an npz (key
+    ``images``, beside ``extra``); say what was written."""
+    images = images if isinstance(images, torch.Tensor) else torch.cat([b.cpu() for b in images])
+    images = images.detach().float().clamp(0, 1).cpu()
+    if fmt == "npz":
+        save_npz(path, images=images.numpy(), **extra)
+        return f"{path} (images {tuple(images.shape)} float32 in [0, 1])"
+    rows, cols = save_grid(images, path, nrow)
+    return f"{path} ({rows}x{cols} grid of {images.shape[-1]}px images)"
+
+
+def stream_images_npz(path: Path, shape: tuple[int, ...], draw: Callable[[int], torch.Tensor], batch: int) -> str:
+    """``shape[0]`` images to an npz, ``draw(k)`` making ``batch`` of them at a time: memory holds one batch."""
+
+    def batches() -> Iterable[np.ndarray]:
+        for i in range(0, shape[0], batch):
+            yield draw(min(batch, shape[0] - i)).detach().float().clamp(0, 1).cpu().numpy()
+
+    write_npz_stream(path, {}, {"images": (shape, "float32", batches())})
+    return f"{path} (images {shape} float32 in [0, 1])"
+
+
+def interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Two batches as a0, b0, a1, b1, ... (originals beside their results)."""
+    return torch.stack([a, b], dim=1).flatten(0, 1)
+
+
+def batched(fn: Callable, x: Any, device: torch.device, generator: torch.Generator | None, batch: int = 256):
+    """``fn(x[i:i+batch], generator=generator)`` over a batch of pictures or codes (a tensor or an array), on
+    ``device`` a piece at a time: a folder of photos never becomes one giant batch. The results come back on the CPU."""
+    x = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+    return torch.cat([fn(x[i : i + batch].to(device), generator=generator).cpu() for i in range(0, len(x), batch)])
+
+
+def check_codes(z: Any, latent_dim: int | None = None, name: str = "z") -> Any:
+    """The one check of latent codes, for the API (tensors) and ``bavae decode`` (numpy arrays, before any model
+    loads): a float array (N, latent_dim) with N >= 1, finite, within +-MAX_CODE. Returns ``z`` unchanged."""
+    d = "latent_dim" if latent_dim is None else latent_dim
+    expected = f"float codes of shape (N, {d})"
+    if isinstance(z, torch.Tensor):
+        floating, shape, dtype = z.is_floating_point(), tuple(z.shape), str(z.dtype)
+    elif isinstance(z, np.ndarray):
+        floating, shape, dtype = z.dtype.kind == "f", z.shape, str(z.dtype)
+    else:
+        raise InvalidValue(f"{name}: expected {expected}, got {type(z).__name__}")
+    if not floating:
+        raise InvalidValue(f"{name}: expected {expected}, got dtype {dtype} (convert integer codes with .float())")
+    if len(shape) != 2 or (latent_dim is not None and shape[1] != latent_dim):
+        raise InvalidValue(f"{name}: expected {expected}, got shape {shape}")
+    if shape[0] == 0:
+        raise InvalidValue(f"{name}: expected {expected}, got no codes (shape {shape})")
+    a = torch.as_tensor(z) if isinstance(z, np.ndarray) else z.detach()
+    if not torch.isfinite(a).all():
+        raise InvalidValue(f"{name}: expected {expected} of finite values, got NaN or inf")
+    biggest = a.abs().max().item()
+    if biggest > MAX_CODE:
+        raise InvalidValue(
+            f"{name}: codes of the prior lie within a few units of 0; got |z| up to {biggest:.3g}, past the "
+            f"{MAX_CODE:g} that bavae decodes (too far from any code the decoder saw)"
+        )
+    return z
+
+
+def read_codes(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
+    """``codes`` from an npz as ``bavae encode`` writes it (checked: :func:`check_codes`), and the model that wrote
+    them when it says; one error line naming the file otherwise (nothing in it is unpickled)."""
+    expected = "expected an npz with `codes` (N, latent_dim), as `bavae encode` writes"
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ImageError(f"{path} does not exist ({expected})")
+    if p.is_dir():
+        raise ImageError(f"{path} is a folder ({expected})")
+    try:
+        if not zipfile.is_zipfile(p):
+            raise ValueError("not an npz file")
+        with np.load(p, allow_pickle=False) as data:
+            if "codes" not in data.files:
+                raise ValueError(f"it has no `codes` (it holds {', '.join(data.files) or 'nothing'})")
+            codes = data["codes"]
+            written_by = str(data["model"]) if "model" in data.files else None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise ImageError(f"cannot read codes from {path}: {one_line(e)} ({expected})") from None
+    return check_codes(codes, name=f"{path}: `codes`"), written_by
 
 
 __all__ = [
@@ -256,4 +366,12 @@ __all__ = [
     "make_grid",
     "to_uint8",
     "save_grid",
+    "write_npz_stream",
+    "save_npz",
+    "save_images",
+    "stream_images_npz",
+    "interleave",
+    "batched",
+    "check_codes",
+    "read_codes",
 ]

@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .errors import InvalidValue
+
 
 def inference_critic_value(t_posterior: torch.Tensor, t_prior: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """Eq. 6: E_{z~q(z|x)}[1 - T(x, z)] - E_{z~p(z)}[exp(-T(x, z))]. The critic maximises it; its maximum is the KL."""
@@ -105,9 +107,9 @@ class ObjectiveWeights:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prior_fakes < 1.0:
-            raise ValueError(f"prior_fakes is a fraction of the fakes in [0, 1), got {self.prior_fakes!r}")
+            raise InvalidValue(f"prior_fakes is a fraction of the fakes in [0, 1), got {self.prior_fakes!r}")
         if self.sample and not self.prior_fakes:
-            raise ValueError("the sample term scores decoded prior codes: it needs prior_fakes > 0")
+            raise InvalidValue("the sample term scores decoded prior codes: it needs prior_fakes > 0")
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -121,12 +123,12 @@ OBJECTIVES: dict[str, ObjectiveWeights] = {
 
 def resolve_objective(name: str, overrides: dict[str, float] | None = None) -> ObjectiveWeights:
     if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; known: {sorted(OBJECTIVES)}")
+        raise InvalidValue(f"unknown objective {name!r}; known: {sorted(OBJECTIVES)}")
     overrides = dict(overrides or {})
     known = {f.name for f in fields(ObjectiveWeights)}
     unknown = set(overrides) - known
     if unknown:
-        raise ValueError(f"unknown objective weight(s) {sorted(unknown)}; known: {sorted(known)}")
+        raise InvalidValue(f"unknown objective weight(s) {sorted(unknown)}; known: {sorted(known)}")
     return replace(OBJECTIVES[name], **{k: float(v) for k, v in overrides.items()})
 
 

@@ -15,29 +15,15 @@ initialisation, full covariances, ``reg_covar`` on the diagonal, stop when the m
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-SAMPLER_KINDS = ("gmm",)
-MAX_COMPONENTS = 1024  # a config asking for more is not one we wrote
-
-
-def check_sampler_config(sampler: Any, latent_dim: int) -> None:
-    """Raise ValueError naming what is wrong with a config's ``sampler`` entry (None means: no fitted sampler)."""
-    if sampler is None:
-        return
-    expected = f'null or {{"kind": "gmm", "components": K}} with 1 <= K <= {MAX_COMPONENTS}'
-    if (
-        not isinstance(sampler, dict)
-        or sampler.get("kind") not in SAMPLER_KINDS
-        or set(sampler) != {"kind", "components"}
-    ):
-        raise ValueError(f"config.sampler must be {expected}, got {sampler!r}")
-    k = sampler["components"]
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_COMPONENTS:
-        raise ValueError(f"config.sampler must be {expected}, got {sampler!r}")
+from .configs import SAMPLER_KINDS, check_sampler_config
+from .errors import InvalidValue
 
 
 def supported_components(n_codes: int, latent_dim: int) -> int:
@@ -73,13 +59,13 @@ class GaussianMixtureSampler(nn.Module):
     ) -> GaussianMixtureSampler:
         """Fit on codes (N, latent_dim) by EM in float64 (k-means initialisation, full covariances)."""
         if codes.dim() != 2 or len(codes) < 2 * components:
-            raise ValueError(
+            raise InvalidValue(
                 f"fitting {components} components needs at least {2 * components} codes, "
                 f"got a tensor of shape {tuple(codes.shape)}"
             )
         x = codes.detach().double().cpu()
         if not torch.isfinite(x).all():
-            raise ValueError("the codes to fit hold NaN or inf values: the model is broken")
+            raise InvalidValue("the codes to fit hold NaN or inf values: the model is broken")
         generator = torch.Generator().manual_seed(seed)
         resp = torch.nn.functional.one_hot(_kmeans(x, components, generator), components).double()
         weights, means, scale_tril = _m_step(x, resp, reg_covar)
@@ -163,4 +149,43 @@ def build_sampler(sampler: dict[str, Any] | None, latent_dim: int) -> GaussianMi
     return GaussianMixtureSampler(sampler["components"], latent_dim)
 
 
-__all__ = ["SAMPLER_KINDS", "GaussianMixtureSampler", "build_sampler", "check_sampler_config", "supported_components"]
+def fit_latent_sampler(
+    model: Any,
+    dataset: torch.utils.data.Dataset,
+    components: int = 50,
+    max_codes: int = 60_000,
+    batch_size: int = 500,
+    seed: int = 0,
+    progress: bool = True,
+) -> GaussianMixtureSampler:
+    """Fit a Gaussian mixture on the codes of up to ``max_codes`` training images (one posterior draw each, spread
+    over the whole set) and attach it to ``model`` (a BAVAE); its ``sample`` then draws from it. Returns the sampler."""
+    n = min(max_codes, len(dataset))
+    index = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, index), batch_size=batch_size)
+    generator = torch.Generator(model.device).manual_seed(seed)
+    codes = [
+        model.encode(x.to(model.device), generator=generator).float().cpu()
+        for x in tqdm(loader, desc="encoding for the sampler", disable=not progress, leave=False)
+    ]
+    codes = torch.cat(codes)
+    supported = supported_components(len(codes), codes.shape[1])
+    if components > supported:
+        print(
+            f"fitting {supported} mixture component(s), not {components}: {len(codes)} codes of dimension "
+            f"{codes.shape[1]} support no more",
+            file=sys.stderr,
+        )
+    sampler = GaussianMixtureSampler.fit(codes, min(components, supported), seed=seed)
+    model.set_latent_sampler(sampler)
+    return sampler
+
+
+__all__ = [
+    "SAMPLER_KINDS",
+    "GaussianMixtureSampler",
+    "build_sampler",
+    "check_sampler_config",
+    "fit_latent_sampler",
+    "supported_components",
+]

@@ -6,8 +6,9 @@
     model = bavae.load("runs/celeba64")     # a folder written by `bavae train` / save_pretrained
     model = bavae.load("user/my-bavae")     # any Hub repo written by `bavae push` / BAVAE.push_to_hub
 
-Records are data (timm's pretrained cfgs): repo, revision, the sha256 of ``model.safetensors``, the config,
-dataset, metrics, license and the exact ``bavae train`` command that made the weights.
+Records are data (timm's pretrained cfgs), kept in ``zoo.json`` beside this module: repo, revision, the sha256 of
+``model.safetensors``, what the config changes from BAVAEConfig's defaults, dataset, metrics, license and the exact
+``bavae train`` command that made the weights.
 
 Where :func:`load` looks, in order (:func:`model_source` decides, before anything loads):
   0. a name that must be a local path -- it starts with ``.``, ``/``, ``~`` (or a drive or ``\\`` on Windows), or
@@ -31,6 +32,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import importlib.util
+import json
 import os
 import re
 import shlex
@@ -38,35 +41,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-# `name as name`: re-exported, importable from bavae.zoo as before files.py and hub.py took them over
-from .files import sha256_file as sha256_file
-from .hub import CARD_NAME as CARD_NAME
-from .hub import CONFIG_NAME, WEIGHTS_NAME, WeightsUnavailableError, fetch_model_files, folder_files, push
-from .hub import SAMPLES_NAME as SAMPLES_NAME
-from .hub import model_card as _hub_model_card
+from .configs import BAVAEConfig, check_device
+from .errors import InvalidType, InvalidValue, UnknownModelError, WeightsUnavailableError
+from .files import CONFIG_NAME, WEIGHTS_NAME, model_files
+from .files import sha256_file as sha256_file  # re-exported: the zoo's records are checked with it
 
-if TYPE_CHECKING:  # torch and the Hub client load on first use: `bavae list` stays instant
-    import torch
-
-    from .hub import ModelCard  # huggingface_hub's, through the one module that talks to it
+if TYPE_CHECKING:  # the model and the Hub client load when a model does: `bavae list` stays instant
+    from .hub import CommitInfo, ModelCard
     from .model import BAVAE
 
 DEFAULT_MODEL = "bavae-fashionmnist32"
 WEIGHTS_DIR_ENV = "BAVAE_WEIGHTS_DIR"
+RECORDS_FILE = Path(__file__).with_name("zoo.json")  # the records, as data
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 HUB_PREFIX = "hf://"  # hf://USER/NAME: the Hub, even where USER/ is also a local folder
-SEED_MAX = 2**32 - 1  # seeds reach numpy and scikit-learn too, which take 0 <= seed < 2**32
-DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
-
-
-class UnknownModelError(ValueError):
-    """Not a zoo name, a local folder or a Hub repo id."""
 
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """One pretrained model. ``config`` is ``BAVAEConfig.to_dict()``; ``sha256`` is that of ``model.safetensors``
-    (None until published: then the Hub's own hash is checked instead)."""
+    """One pretrained model. ``config`` is a full ``BAVAEConfig.to_dict()`` (a record may give only what differs
+    from the defaults: the rest is filled in); ``sha256`` is that of ``model.safetensors`` (None until published:
+    then the Hub's own hash is checked instead)."""
 
     name: str
     hf_hub_id: str
@@ -80,6 +75,9 @@ class ModelRecord:
     description: str = ""
     train_command: str = ""  # the exact `bavae train ...` command that made the weights
     size_mb: float | None = None  # of model.safetensors (all four networks; sampling needs only the decoder)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "config", {**BAVAEConfig.defaults(), **self.config})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,9 +93,9 @@ _MODELS: dict[str, ModelRecord] = {}
 
 def register_pretrained(record: ModelRecord, *, overwrite: bool = False) -> ModelRecord:
     if not isinstance(record, ModelRecord):
-        raise TypeError(f"register_pretrained expects a ModelRecord, got {type(record).__name__}")
+        raise InvalidType(f"register_pretrained expects a ModelRecord, got {type(record).__name__}")
     if record.name in _MODELS and not overwrite:
-        raise ValueError(f"pretrained model {record.name!r} is already registered")
+        raise InvalidValue(f"pretrained model {record.name!r} is already registered")
     _MODELS[record.name] = record
     return record
 
@@ -114,7 +112,7 @@ def list_models(pattern: str | Iterable[str] = "*", pretrained: bool = False) ->
         raise TypeError(f"pretrained must be True or False, got {pretrained!r}")
     patterns = [pattern] if isinstance(pattern, str) else list(pattern) if isinstance(pattern, (list, tuple)) else None
     if patterns is None or not all(isinstance(p, str) for p in patterns):
-        raise TypeError(f"pattern must be an fnmatch pattern (a str) or a list of them, got {pattern!r}")
+        raise InvalidType(f"pattern must be an fnmatch pattern (a str) or a list of them, got {pattern!r}")
     names = {n for n in _MODELS for p in patterns if fnmatch.fnmatch(n, p)}
     if pretrained:
         names = {n for n in names if _MODELS[n].has_weights}
@@ -129,7 +127,7 @@ def _unknown(name: str) -> UnknownModelError:
 
 def model_info(name: str) -> ModelRecord:
     if not isinstance(name, str):
-        raise TypeError(f"model name must be a str (see `bavae list`), got {name!r}")
+        raise InvalidType(f"model name must be a str (see `bavae list`), got {name!r}")
     try:
         return _MODELS[name]
     except KeyError:
@@ -140,9 +138,7 @@ def bundled_root() -> Path:
     """The folder of bundled weights: ``$BAVAE_WEIGHTS_DIR`` if set, else the installed ``bavae.weights``."""
     if os.environ.get(WEIGHTS_DIR_ENV):
         return Path(os.environ[WEIGHTS_DIR_ENV]).expanduser()
-    from importlib.resources import files
-
-    return Path(str(files("bavae.weights")))
+    return Path(importlib.util.find_spec("bavae.weights").submodule_search_locations[0])
 
 
 def publish_command(record: ModelRecord) -> str:
@@ -150,51 +146,6 @@ def publish_command(record: ModelRecord) -> str:
     args = shlex.split(record.train_command)
     out = args[args.index("--out") + 1] if "--out" in args[:-1] else "runs/" + record.name
     return f"bavae push {out} --repo-id USER/{record.name}"
-
-
-# ------------------------------------------------------------------------------------------------ devices
-_DEVICE = re.compile(r"(auto|cpu|cuda|mps)(:(\d+))?")
-
-
-def check_device(device: Any) -> None:
-    """The form of a device, without torch: None, "auto", "cpu", "cuda", "cuda:N", "mps", N (cuda:N) or a torch.device.
-    ValueError (TypeError for a non-string) naming the value and what was expected."""
-    if device is None or type(device).__name__ == "device":  # a torch.device: torch has checked its form
-        return
-    if isinstance(device, int) and not isinstance(device, bool) and device >= 0:  # torch's shorthand for cuda:N
-        return
-    if not isinstance(device, str):
-        raise TypeError(f"device must be one of {DEVICE_HELP} (a str) or a torch.device, got {device!r}")
-    m = _DEVICE.fullmatch(device)
-    if not m:
-        raise ValueError(f"device {device!r} is not one of {DEVICE_HELP}")
-    kind, index = m.group(1), m.group(3)
-    if index is not None and kind == "auto":
-        raise ValueError(f"device {device!r}: 'auto' takes no index")
-    if index is not None and kind in ("cpu", "mps") and int(index) != 0:
-        raise ValueError(f"device {device!r}: there is one {kind} device; use {kind!r}")
-
-
-def resolve_device(device: Any = None) -> torch.device:
-    """The torch.device for ``device`` (None/"auto": cuda if available, else cpu), checked against this machine."""
-    check_device(device)
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was asked for, but torch sees no CUDA device")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        n = torch.cuda.device_count()
-        raise ValueError(
-            f"device {str(device)!r} was asked for, but torch sees {n} CUDA device(s): cuda:0 to cuda:{n - 1}"
-        )
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {str(device)!r} was asked for, but torch sees no MPS device")
-    if device.type == "cpu" and device.index not in (None, 0):
-        raise ValueError(f"device {str(device)!r}: there is one cpu device; use 'cpu'")
-    return device
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -214,12 +165,12 @@ def model_source(name_or_path: Any) -> tuple[str, str]:
     ``("zoo", name)`` or ``("hub", repo_id)``. Raises UnknownModelError (TypeError for a non-string) naming the
     value and why it is none of them: a missing folder is reported at once, without a Hub call."""
     if not isinstance(name_or_path, (str, os.PathLike)):
-        raise TypeError(
+        raise InvalidType(
             f"model must be a zoo name (see `bavae list`), a model folder or a Hub repo id, got {name_or_path!r}"
         )
     name = os.fspath(name_or_path)
     if not isinstance(name, str):
-        raise TypeError(f"model must be given as a str path, got {name!r}")
+        raise InvalidType(f"model must be given as a str path, got {name!r}")
     if not name.strip():
         raise UnknownModelError(
             "the model name is empty: give a zoo name (see `bavae list`), a folder or a Hub repo id"
@@ -271,14 +222,20 @@ def load(
     """
     kind, name = model_source(name_or_path)
     check_device(device)
-    hub = dict(token=token, cache_dir=cache_dir)
+    if device not in (None, "auto"):  # a missing CUDA fails before any download ("auto" cannot fail)
+        from .devices import resolve_device
+
+        device = resolve_device(device)
     if kind == "folder":
-        config, weights = folder_files(Path(name).expanduser())
-        return _build(config, weights, None, device)
+        return _build(*model_files(Path(name).expanduser()), None, device)
     if kind == "zoo":
-        return _load_record(_MODELS[name], revision, device, hub)
+        return _load_record(_MODELS[name], revision, device, dict(token=token, cache_dir=cache_dir))
+    from . import hub  # the Hub client: only a model from the Hub needs it
+
     try:
-        config, weights = fetch_model_files(name, revision, None, None, cache_first=False, **hub)
+        config, weights = hub.fetch_model_files(
+            name, revision, None, None, cache_first=False, token=token, cache_dir=cache_dir
+        )
     except WeightsUnavailableError as e:
         if os.fspath(name_or_path).startswith(HUB_PREFIX):
             raise
@@ -286,23 +243,25 @@ def load(
     return _build(config, weights, None, device)
 
 
-def _load_record(record: ModelRecord, revision: str | None, device: Any, hub: dict) -> BAVAE:
+def _load_record(record: ModelRecord, revision: str | None, device: Any, hub_options: dict) -> BAVAE:
     pinned = revision in (None, record.revision)
     if pinned and record.bundled:
         weights = bundled_root() / record.name / WEIGHTS_NAME
         if weights.is_file():  # a stripped install without weights/ falls through to the cache and the Hub
             return _build(record.config, weights, record.sha256, device)
+    from . import hub  # the Hub client: only weights that are not bundled need it
+
     # A pinned record names its config and hash: only the weight file is needed, and a cached one is used
     # without asking the Hub. An unpublished record (sha256 None) is read like any Hub repo.
     known = pinned and record.sha256 is not None
     try:
-        config, weights = fetch_model_files(
+        config, weights = hub.fetch_model_files(
             record.hf_hub_id,
             record.revision if pinned else revision,
             record.config if known else None,
             record.sha256 if known else None,
             cache_first=pinned,
-            **hub,
+            **hub_options,
         )
     except WeightsUnavailableError as e:
         raise WeightsUnavailableError(
@@ -313,24 +272,14 @@ def _load_record(record: ModelRecord, revision: str | None, device: Any, hub: di
 
 
 def _build(config: Any, weights: Path, sha256: str | None, device: Any) -> BAVAE:
-    import torch
-
-    from .model import BAVAE, BAVAEConfig  # torch loads here, not at `import bavae`
+    """The model of a config (a file, a dict or a BAVAEConfig) and its weights, on ``device``."""
+    from . import devices, model  # torch loads here: `import bavae` and `bavae list` need none
 
     if isinstance(config, (str, Path)):
         config = BAVAEConfig.from_json_file(config)
     elif isinstance(config, dict):
         config = BAVAEConfig.from_dict(config)
-    # Building runs hundreds of tiny ops (spectral norm's power iterations on every critic layer) whose results
-    # the weights then overwrite. Intra-op threads only add barriers there: on a busy 2-core machine 2 threads
-    # took 8 s where 1 took 0.06 s. So build single-threaded, then give the threads back for the real work.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = BAVAE.from_files(config, weights, map_location=resolve_device(device), expected_sha256=sha256)
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
+    return model.BAVAE.from_files(config, weights, map_location=devices.resolve_device(device), expected_sha256=sha256)
 
 
 def zoo_table(pattern: str = "*") -> str:
@@ -360,307 +309,26 @@ def zoo_table(pattern: str = "*") -> str:
     return "\n".join(rows)
 
 
-# ------------------------------------------------------------------------------------------------ cards
-def model_card(
-    record_or_model: Any,
-    metrics: dict[str, Any] | None = None,
-    sample_grid_path: str | None = None,
-    *,
-    name: str | None = None,
-    repo_id: str | None = None,
-    dataset: str | None = None,
-    license: str | None = None,
-    train_command: str | None = None,
-    description: str | None = None,
-) -> ModelCard:
-    """A Hub model card (:func:`bavae.hub.model_card`). Takes a :class:`ModelRecord`, or a BAVAE / BAVAEConfig /
-    config dict with the keyword arguments filling in what a record would say."""
-    if isinstance(record_or_model, ModelRecord):
-        r = record_or_model
-        return _hub_model_card(
-            r.config,
-            {**r.metrics, **(metrics or {})},
-            sample_grid_path,
-            name=name or r.name,
-            load_id=r.name,
-            dataset=dataset or r.dataset,
-            license=license or r.license,
-            train_command=train_command or r.train_command,
-            description=description or r.description,
-        )
-    return _hub_model_card(
-        record_or_model,
-        metrics,
-        sample_grid_path,
-        name=name,
-        repo_id=repo_id,
-        dataset=dataset,
-        license=license,
-        train_command=train_command,
-        description=description,
-    )
+# ------------------------------------------------------------------------------------------------ publishing
+def push(model_dir: str | os.PathLike, repo_id: str, revision: str | None = None, **kwargs: Any) -> CommitInfo:
+    """:func:`bavae.hub.push`, after checking that the folder's config loads: what is published must load back."""
+    from . import hub
+
+    folder = Path(model_dir).expanduser()
+    config = BAVAEConfig.from_json_file(model_files(folder)[0]).to_dict() if folder.is_dir() else None
+    return hub.push(model_dir, repo_id, revision, config=config, **kwargs)
+
+
+def model_card(source: Any, *args: Any, **kwargs: Any) -> ModelCard:
+    """:func:`bavae.hub.model_card` of a record, a model or a config (the Hub client loads here)."""
+    from . import hub
+
+    return hub.model_card(source, *args, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------ the zoo
-def _config(**overrides: Any) -> dict[str, Any]:
-    """A full BAVAEConfig.to_dict(), written out so that `bavae list/info` need not import torch."""
-    base = dict(
-        arch="dcgan",
-        image_size=32,
-        channels=1,
-        latent_dim=16,
-        posterior_noise_dim=16,
-        decoder_noise_dim=0,
-        width=32,
-        critic_width=None,
-        spectral_norm=True,
-        shared_critic_trunk=False,
-        prior="normal",
-        objective="informative",
-        objective_weights={},
-        sampler=None,
-        default_sampler="auto",
-    )
-    return {**base, **overrides}
-
-
-register_pretrained(
-    ModelRecord(
-        name="bavae-fashionmnist32",
-        hf_hub_id="bavae/bavae-fashionmnist32",
-        revision="main",
-        sha256="704ef8fcc19fd6e8ee10242e87b5e881bd4a994dd996275f0694f0d99af2b725",
-        config=_config(sampler={"kind": "gmm", "components": 50}),
-        dataset="fashion-mnist",
-        # `bavae eval bavae-fashionmnist32` (10,000 test images and samples, seed 0); fid is the default sampler's
-        metrics={
-            "fid": 25.87,
-            "fid_prior": 210.05,
-            "fid_gmm": 25.87,
-            "recon_mse": 0.009417,
-            "recon_ssim": 0.7497,
-            "class_agreement": 0.8675,
-            "kl_nats": 1.954,
-            "infonce_nats": 1.914,
-            "code_std": 1.003,
-        },
-        license="mit",
-        bundled=True,
-        size_mb=5.98,
-        description="The default model: Fashion-MNIST, 32x32 grayscale (28x28 zero-padded), DCGAN networks, the "
-        "informative objective; 10,000 steps of batch 64 on the CPU (fp32, two critic trunks), then a 50-component "
-        "Gaussian mixture fitted on the 60,000 training codes, which it samples from by default (sample FID 25.9 "
-        "against 210.0 from the N(0, I) prior). Networks stored in fp16.",
-        train_command="bavae train --dataset fashion-mnist --arch dcgan --separate-critic-trunks --steps 10000 "
-        "--checkpoint-every 500 --sample-every 1000 --sampler-components 0 --out runs/fashionmnist32 && bavae fit-sampler runs/fashionmnist32 "
-        "--dataset fashion-mnist --components 50",
-    )
-)
-
-register_pretrained(
-    ModelRecord(
-        name="bavae-fashionmnist28-mlp",
-        hf_hub_id="bavae/bavae-fashionmnist28-mlp",
-        revision="main",
-        sha256="7d5b5489bb42fab62c530c2f39265d01e87e599c78d59808f1974e2ecf2cb849",
-        config=_config(arch="mlp", image_size=28, shared_critic_trunk=True, sampler={"kind": "gmm", "components": 50}),
-        dataset="fashion-mnist",
-        # `bavae eval bavae-fashionmnist28-mlp` (10,000 test images and samples, seed 0)
-        metrics={
-            "fid": 168.93,
-            "fid_prior": 268.75,
-            "fid_gmm": 168.93,
-            "recon_mse": 0.01523,
-            "recon_ssim": 0.6348,
-            "class_agreement": 0.7295,
-            "kl_nats": 1.519,
-            "infonce_nats": 1.464,
-            "code_std": 1.019,
-        },
-        license="mit",
-        bundled=True,
-        size_mb=3.04,
-        description="Fashion-MNIST at its native 28x28, MLP networks (width 32: 256-wide hidden layers), the informative "
-        "objective; 20,000 steps of batch 64 in 16.8 CPU-minutes on one core of a 2-core AMD EPYC VM (shared critic "
-        "trunk, bf16), then its 50-component mixture. The smallest and fastest model (88,000 samples/s on one core), "
-        "and the weakest: its sample FID (168.9) is 6.5x the default's (25.9), far outside the 1.5x the zoo aims "
-        "for. Fully connected networks see no locality, so edges and textures blur; it stays as the MLP family's "
-        "reference, not as a model to sample from.",
-        train_command="bavae train --dataset fashion-mnist --arch mlp --steps 20000 --shared-critic-trunk --precision bf16 "
-        "--checkpoint-every 1000 --sample-every 2000 --sampler-components 50 --out runs/zoo/bavae-fashionmnist28-mlp",
-    )
-)
-
-register_pretrained(
-    ModelRecord(
-        name="bavae-fashionmnist32-paper",
-        hf_hub_id="bavae/bavae-fashionmnist32-paper",
-        revision="main",
-        sha256="74b035c69cdcca56409310e9cfd80d5ef53049b056d75ff19d31b4d95b3719a8",
-        config=_config(objective="paper", sampler={"kind": "gmm", "components": 50}, default_sampler="prior"),
-        dataset="fashion-mnist",
-        metrics={
-            "fid": 462.30,
-            "fid_prior": 462.30,
-            "fid_gmm": 783.52,
-            "recon_mse": 0.08911,
-            "recon_ssim": 0.2321,
-            "class_agreement": 0.1991,
-            "kl_nats": 0.162,
-            "infonce_nats": 0.014,
-            "code_std": 0.115,
-        },
-        license="mit",
-        bundled=True,
-        size_mb=5.98,
-        description="The paper's objective (eq. 19 as published) with the first release's default networks (two critic "
-        "trunks), data, seed and budget (10,000 steps of batch 64, CPU, fp32): kept for comparison. Its objective "
-        "penalises the information in the codes, and its reconstructions show it (see docs/method.md). Its codes "
-        "collapse (spread 0.115), so the mixture fitted on them samples worse than the prior: the prior is its default.",
-        train_command="bavae train --dataset fashion-mnist --arch dcgan --separate-critic-trunks --objective paper "
-        "--steps 10000 --checkpoint-every 500 --sample-every 1000 --sampler-components 0 --out runs/fashionmnist32-paper "
-        "&& bavae fit-sampler runs/fashionmnist32-paper --dataset fashion-mnist --components 50",
-    )
-)
-
-register_pretrained(
-    ModelRecord(
-        name="bavae-fashionmnist32-resnet",
-        hf_hub_id="bavae/bavae-fashionmnist32-resnet",
-        revision="main",
-        sha256="09e06f750a719c76a9f073c83949d367b1080726e25ef6dfc9afe05f9a4bb240",
-        config=_config(arch="resnet", width=16, shared_critic_trunk=True, sampler={"kind": "gmm", "components": 50}),
-        dataset="fashion-mnist",
-        # `bavae eval bavae-fashionmnist32-resnet` (10,000 test images and samples, seed 0)
-        metrics={
-            "fid": 170.92,
-            "fid_prior": 334.89,
-            "fid_gmm": 170.92,
-            "recon_mse": 0.01213,
-            "recon_ssim": 0.6812,
-            "class_agreement": 0.7249,
-            "kl_nats": 1.479,
-            "infonce_nats": 1.237,
-            "code_std": 0.980,
-        },
-        license="mit",
-        bundled=True,
-        size_mb=1.52,
-        description="Fashion-MNIST 32x32, ResNet networks (pre-activation blocks, width 16), the informative objective; "
-        "5,000 steps of batch 64 in 25.7 CPU-minutes on one core of a 2-core AMD EPYC VM (shared critic trunk, bf16), "
-        "then its 50-component mixture. At about the default's CPU time it is well behind it: sample FID 170.9 "
-        "against 25.9 (6.6x, outside the 1.5x the zoo aims for), MSE 0.0121 against 0.0094. A ResNet step costs "
-        "2.5x a DCGAN step here, so it saw half the steps; `bavae train --resume runs/zoo/bavae-fashionmnist32-resnet "
-        "--steps 20000` continues the run.",
-        train_command="bavae train --dataset fashion-mnist --arch resnet --width 16 --steps 5000 --shared-critic-trunk "
-        "--precision bf16 --checkpoint-every 1000 --sample-every 2000 --sampler-components 50 "
-        "--out runs/zoo/bavae-fashionmnist32-resnet",
-    )
-)
-
-register_pretrained(
-    ModelRecord(
-        name="bavae-dsprites64",
-        hf_hub_id="bavae/bavae-dsprites64",
-        revision="main",
-        sha256="1714ce6a9a79b17b46a8bae88b604938069bc8dc939eaccc12eb130f3136c711",
-        config=_config(
-            image_size=64,
-            width=16,
-            latent_dim=10,
-            posterior_noise_dim=10,
-            shared_critic_trunk=True,
-            sampler={"kind": "gmm", "components": 50},
-        ),
-        dataset="dsprites",
-        # `bavae eval bavae-dsprites64 --dataset dsprites` (10,000 test images, seed 0)
-        metrics={
-            "recon_mse": 0.001821,
-            "recon_ssim": 0.9790,
-            "kl_nats": 1.456,
-            "infonce_nats": 1.389,
-            "mig": 0.01379,
-            "code_std": 1.016,
-        },
-        license="mit",
-        bundled=True,
-        size_mb=2.52,
-        description="dSprites 64x64 (rendered by bavae), DCGAN networks (width 16), latent 10, the informative objective; "
-        "15,000 steps of batch 64 in 37.7 CPU-minutes on one core of a 2-core AMD EPYC VM (shared critic trunk, bf16). "
-        "It reconstructs the sprites closely (SSIM 0.98) but its codes are entangled: nothing in the objective asks "
-        "for one factor per dimension, and MIG is low (0.014; see docs/benchmarks.md for a Gaussian VAE on the same "
-        "trunks and budget). Its card has a latent-traversal picture.",
-        train_command="bavae train --dataset dsprites --arch dcgan --width 16 --latent-dim 10 --posterior-noise-dim 10 "
-        "--steps 15000 --shared-critic-trunk --precision bf16 --checkpoint-every 1000 --sample-every 2000 "
-        "--sampler-components 50 --out runs/zoo/bavae-dsprites64",
-    )
-)
-
-register_pretrained(
-    ModelRecord(
-        name="bavae-emoji64",
-        hf_hub_id="bavae/bavae-emoji64",
-        revision="main",
-        sha256="4e8d7d6b4bbf5538951904ac435cffd3c554384532f9ccb897e2dd5b7468c4c2",
-        config=_config(
-            image_size=64,
-            channels=3,
-            latent_dim=64,
-            posterior_noise_dim=64,
-            width=32,
-            shared_critic_trunk=True,
-            sampler={"kind": "gmm", "components": 12},
-        ),
-        dataset="noto-color-emoji",
-        metrics={
-            "recon_mse": 0.01989,
-            "recon_ssim": 0.5823,
-            "kl_nats": 2.575,
-            "infonce_nats": 1.098,
-            "code_std": 0.969,
-        },
-        license="apache-2.0",
-        bundled=True,
-        size_mb=10.56,
-        description="Colour emoji, 64x64 RGB: 1,687 Noto Color Emoji glyphs rendered on white (183 more held out; "
-        "the images are Apache-2.0, the font SIL OFL 1.1, and these weights Apache-2.0), DCGAN networks, the informative objective; 10,000 steps of batch 64 in 76 CPU-minutes "
-        "on one core of a 2-core AMD EPYC VM. bavae-celeba64's recipe, and the model to fine-tune on colour "
-        "pictures. Trained on a small set: held-out glyphs reconstruct roughly, and samples are best from its "
-        "fitted sampler. The image folder is written by `python benchmarks/make_emoji_folder.py --out data/emoji` "
-        "(Debian packages fonts-noto-color-emoji and unicode-data).",
-        train_command="bavae train --dataset folder "
-        "--data-dir data/emoji --arch dcgan --image-size 64 --channels 3 --width 32 --latent-dim 64 "
-        "--posterior-noise-dim 64 --steps 10000 --shared-critic-trunk --precision bf16 --checkpoint-every 1000 "
-        "--sample-every 2000 --sampler-components 50 --out runs/zoo/bavae-emoji64",
-    )
-)
-
-register_pretrained(
-    ModelRecord(
-        name="bavae-celeba64",
-        hf_hub_id="bavae/bavae-celeba64",
-        revision="main",
-        sha256=None,  # not published yet: trained by users who have CelebA (it cannot be had on our machines)
-        config=_config(
-            image_size=64,
-            channels=3,
-            latent_dim=64,
-            posterior_noise_dim=64,
-            width=32,
-            shared_critic_trunk=True,
-            sampler={"kind": "gmm", "components": 50},
-        ),
-        dataset="celeba",
-        license="mit",
-        bundled=False,
-        description="CelebA faces, 64x64 RGB (aligned, 140px centre crop), DCGAN networks: bavae-emoji64's recipe, "
-        "proven on the same 3x64x64 path. Not bundled: CelebA cannot be had where bavae is built; train it with the "
-        "command below and publish it.",
-        train_command="bavae train --dataset celeba --data-dir PATH/TO/celeba --arch dcgan --image-size 64 --channels 3 "
-        "--width 32 --latent-dim 64 --posterior-noise-dim 64 --shared-critic-trunk --precision bf16 --steps 50000 "
-        "--sampler-components 50 --out runs/celeba64",
-    )
-)
+for _record in json.loads(RECORDS_FILE.read_text(encoding="utf-8"))["models"]:
+    register_pretrained(ModelRecord(**_record))
 
 __all__ = [
     "ModelRecord",
@@ -672,8 +340,6 @@ __all__ = [
     "push",
     "zoo_table",
     "bundled_root",
-    "resolve_device",
-    "check_device",
     "model_source",
     "UnknownModelError",
     "WeightsUnavailableError",

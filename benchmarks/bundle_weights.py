@@ -7,7 +7,7 @@ small, the latent sampler in float32; they load into a float32 model), ``samples
 sampler, seed 0), ``samples_prior.png`` (the same from the prior), the dataset's own pictures (dSprites: latent
 traversals; image folders: reconstructions of held-out pictures and interpolations) and the model card
 ``README.md``. The latent sampler is fitted here on the training set when ``--components`` asks for one the run
-does not have. Prints the metrics and the sha256 to paste into the record in ``bavae/zoo.py`` (the record, not the
+does not have. Prints the metrics and the sha256 to paste into the record in ``bavae/zoo.json`` (the record, not the
 file, is the source of truth: the tests compare the two).
 """
 
@@ -27,7 +27,8 @@ from bavae.eval import EvalSettings, _test_images, evaluate, latent_traversal
 from bavae.files import atomic_write, sha256_file
 from bavae.images import save_grid
 from bavae.model import BAVAE
-from bavae.train import fit_latent_sampler, train_command_line
+from bavae.samplers import fit_latent_sampler
+from bavae.train_cli import train_command_line
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 

@@ -120,7 +120,7 @@ def score(run: Path, components: list[int], n: int) -> dict:
     import bavae
     from bavae.data import build_dataset
     from bavae.eval import EvalSettings, evaluate
-    from bavae.train import fit_latent_sampler
+    from bavae.samplers import fit_latent_sampler
 
     torch.set_num_threads(1)
     model = bavae.load(str(run), device="cpu")

@@ -58,11 +58,12 @@ from bavae.data import FashionMNIST
 from bavae.eval import EvalSettings, ModelAdapter, evaluate
 from bavae.files import atomic_write
 from bavae.images import save_grid
-from bavae.nets import NetSpec
+from bavae.nets import NetSpec, get_architecture
 from bavae.nets.common import conv_stages, hidden_dim
-from bavae.nets.dcgan import dcgan_decoder, image_trunk
+from bavae.nets.dcgan import image_trunk
 from bavae.samplers import GaussianMixtureSampler, supported_components
-from bavae.train import game_step, optimizer_from_tensors, optimizer_to_tensors, optimizers
+from bavae.serialization import load_optimizer, optimizer_tensors
+from bavae.train import game_step, optimizers
 
 try:
     from pythae.models import (
@@ -182,7 +183,7 @@ class Decoder(BaseDecoder):
 
     def __init__(self, spec: NetSpec):
         super().__init__()
-        self.net = dcgan_decoder(spec)
+        self.net = get_architecture("dcgan").build("decoder", spec)
 
     def forward(self, z: torch.Tensor) -> ModelOutput:
         return ModelOutput(reconstruction=self.net(z))
@@ -292,7 +293,7 @@ def save_state(folder: Path, model, ema, opts: dict, steps: int, used: float, me
     tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
     opt_meta = {}
     for name, opt in opts.items():
-        t, m = optimizer_to_tensors(f"opt.{name}", opt)
+        t, m = optimizer_tensors(f"opt.{name}", opt)
         tensors.update(t)
         opt_meta[name] = m
     tensors["rng.cpu"] = torch.get_rng_state()
@@ -311,7 +312,7 @@ def load_state(folder: Path, model, ema, opts: dict) -> tuple[int, float, dict]:
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
     for name, opt in opts.items():
-        optimizer_from_tensors(f"opt.{name}", opt, tensors, state["opts"][name])
+        load_optimizer(f"opt.{name}", opt, tensors, state["opts"][name])
     torch.set_rng_state(tensors["rng.cpu"])
     return state["steps"], state["cpu_min"], state["checkpoints"]
 

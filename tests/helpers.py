@@ -7,7 +7,6 @@ function would live here only, so that a rename there is a one-line fix here.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -196,12 +195,9 @@ def model_config_of_command(command: str):
     """The BAVAEConfig a fresh `bavae train ...` command line builds (parsed by the command itself, nothing run)."""
     import shlex
 
-    from bavae import train
+    from bavae import train_cli
 
     argv = shlex.split(command)
     assert argv[:2] == ["bavae", "train"], command
-    params = train.train_command.make_context("bavae train", argv[2:]).params  # parsed, not validated: no data
-    weights = dict((w.split("=")[0], float(w.split("=")[1])) for w in params["objective_weights"])
-    fields = {f.name for f in dataclasses.fields(train.TrainConfig)}
-    options = {k: v for k, v in params.items() if k in fields and k != "objective_weights"}
-    return train.fresh_model_config(train.TrainConfig(**options, objective_weights=weights))
+    params = train_cli.train_command.make_context("bavae train", argv[2:]).params  # parsed, not validated: no data
+    return train_cli.options_config(params).model_config()

@@ -85,7 +85,7 @@ def _fake_state(out: Path, step: int) -> None:
 
 
 def test_a_failed_run_leaves_no_folder_unless_it_can_be_resumed(tmp_path, monkeypatch):
-    from bavae import train as train_module
+    from bavae import train_cli as train_module
 
     def fails_at(step: int):
         def train(cfg):
@@ -120,7 +120,7 @@ def test_a_failed_run_leaves_no_folder_unless_it_can_be_resumed(tmp_path, monkey
 
 
 def test_a_failed_resume_keeps_the_run(tmp_path, monkeypatch):
-    from bavae import train as train_module
+    from bavae import train_cli as train_module
 
     out = tmp_path / "run"
     _fake_state(out, 100)

@@ -99,6 +99,8 @@ def test_help_version_list_info_need_no_torch(env):
     assert proc.returncode == 0 and "train" in proc.stdout and "sample" in proc.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert not {"torch", "bavae.train", "bavae.eval", "torchvision", "huggingface_hub"} & imported
+    # the light tier (the CLI, the configs, the zoo's records, the leaves): none of the heavy modules or libraries
+    assert not {"bavae.train_cli", "bavae.model", "bavae.hub", "bavae.data", "numpy", "safetensors"} & imported
     assert ok(bavae("--version", env=env)).stdout.strip() == "bavae 0.1.0"
     listed = ok(bavae("list", env=env)).stdout
     assert "bavae-fashionmnist32" in listed and "bavae-celeba64" in listed

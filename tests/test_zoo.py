@@ -16,7 +16,10 @@ from hub_server import HubServer
 
 import bavae
 from bavae import zoo
-from bavae.model import BAVAEConfig, WeightsError, sha256_file
+from bavae.configs import BAVAEConfig
+from bavae.devices import resolve_device
+from bavae.errors import WeightsError
+from bavae.files import sha256_file
 
 
 def same_config(a: dict, b: dict) -> bool:
@@ -264,8 +267,8 @@ def test_model_card_metadata_and_text():
 
 
 def test_resolve_device():
-    assert zoo.resolve_device("cpu") == torch.device("cpu")
-    assert zoo.resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
-            zoo.resolve_device("cuda")
+            resolve_device("cuda")

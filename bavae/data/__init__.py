@@ -18,7 +18,9 @@ One file per dataset (as torchvision's): ``fashion_mnist.py``, ``dsprites.py`` (
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -41,7 +43,10 @@ from .folder import ImageFolder
 
 __all__ = [
     "DATASETS",
-    "IMAGE_SIZES",
+    "DatasetInfo",
+    "register_dataset",
+    "list_datasets",
+    "get_dataset",
     "check_dataset_fits",
     "check_data_dir",
     "DataError",
@@ -66,15 +71,65 @@ __all__ = [
     "FASHION_MNIST_DEBIAN_DIR",
 ]
 
-DATASETS = ("fashion-mnist", "dsprites", "celeba", "folder")
-IMAGE_SIZES = {"fashion-mnist": (28, 32), "dsprites": (64,), "celeba": (64, 128)}  # folder: any size
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One dataset bavae can train on: how to build it, the image sizes it comes in (None: any, resized and
+    cropped), the channels a model made for it takes, and whether it must be given a folder."""
+
+    name: str
+    build: Callable[..., Dataset]
+    image_sizes: tuple[int, ...] | None
+    channels: int
+    needs_data_dir: bool = False
+
+    def natural_image_size(self, sizes: Sequence[int]) -> int:
+        """The first of this dataset's sizes that an architecture taking ``sizes`` takes (64 for any-size data)."""
+        return next((s for s in self.image_sizes or (64,) if s in sizes), (self.image_sizes or (64,))[0])
+
+
+_DATASETS: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(
+    name: str,
+    build: Callable[..., Dataset],
+    *,
+    image_sizes: tuple[int, ...] | None,
+    channels: int,
+    needs_data_dir: bool = False,
+) -> DatasetInfo:
+    """Add a dataset to the table `bavae train --dataset` chooses from (``build(data_dir, image_size=, channels=,
+    split=, limit=)`` makes it)."""
+    if name in _DATASETS:
+        raise DataError(f"dataset {name!r} is already registered")
+    _DATASETS[name] = DatasetInfo(name, build, image_sizes, channels, needs_data_dir)
+    return _DATASETS[name]
+
+
+def list_datasets() -> list[str]:
+    """The names of the registered datasets, in the order they were registered."""
+    return list(_DATASETS)
+
+
+def get_dataset(name: str) -> DatasetInfo:
+    if name not in _DATASETS:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(_DATASETS)}")
+    return _DATASETS[name]
+
+
+register_dataset("fashion-mnist", FashionMNIST, image_sizes=(28, 32), channels=1)
+register_dataset("dsprites", DSprites, image_sizes=(64,), channels=1)
+register_dataset("celeba", CelebA, image_sizes=(64, 128), channels=3, needs_data_dir=True)
+register_dataset("folder", ImageFolder, image_sizes=None, channels=3, needs_data_dir=True)
+DATASETS = tuple(_DATASETS)
 
 
 def check_data_dir(name: str, data_dir: str | os.PathLike | None, flag: str = "--data-dir") -> None:
     """The data folder a dataset is asked to read, checked before it is scanned: celeba and folder need one; an
     existing path must be a folder; only dsprites (a cache folder, made when missing) may name one not there yet."""
     if data_dir is None or data_dir == "":
-        if name in ("celeba", "folder"):
+        if get_dataset(name).needs_data_dir:
             raise DataError(f"--dataset {name} needs {flag} (the folder of images)")
         return
     d = Path(data_dir).expanduser()
@@ -87,9 +142,7 @@ def check_data_dir(name: str, data_dir: str | os.PathLike | None, flag: str = "-
 def check_dataset_fits(name: str, image_size: int, channels: int) -> None:
     """Whether a dataset can feed a model of ``image_size`` and ``channels``, decided from the names alone (before
     any model loads or file is scanned): one DataError naming both sizes otherwise."""
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    sizes = IMAGE_SIZES.get(name)
+    sizes = get_dataset(name).image_sizes
     if sizes is not None and image_size not in sizes:
         have = " or ".join(f"{s}x{s}" for s in sizes)
         raise DataError(
@@ -115,16 +168,7 @@ def build_dataset(
     dsprites: the cache folder (default ``$BAVAE_CACHE`` or ``~/.cache/bavae``); celeba: the folder
     holding ``img_align_celeba/``; folder: the image tree. ``limit`` keeps the first ``limit`` items.
     """
-    kw = dict(image_size=image_size, channels=channels, split=split, limit=limit)
-    if name == "fashion-mnist":
-        return FashionMNIST(data_dir, **kw)
-    if name == "dsprites":
-        return DSprites(data_dir, **kw)
-    if name == "celeba":
-        return CelebA(data_dir, **kw)
-    if name == "folder":
-        return ImageFolder(data_dir, **kw)
-    raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return get_dataset(name).build(data_dir, image_size=image_size, channels=channels, split=split, limit=limit)
 
 
 def make_loader(

@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from ..errors import InvalidValue
 
-class DataError(ValueError):
+
+class DataError(InvalidValue):
     """A dataset cannot be built; the message is one line meant for the user."""
 
 

@@ -91,7 +91,7 @@ class CelebA(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        from torchvision.transforms.v2 import functional as TF
+        from torchvision.transforms.v2 import functional as TF  # a second to import: only CelebA needs it
 
         # Decoded with Pillow: torchvision 0.29 deprecates torchvision.io decoding (warns every call).
         img = decode_image(self.files[i], self.channels)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from ._common import DataError, _apply_limit, _check_channels, _check_split, default_cache_dir
 from .dsprites_render import (
@@ -52,8 +53,6 @@ def generate_dsprites(
     n_sprites = -(-n // 1024)
     starts = range(0, n_sprites, 40)  # 40 sprites per chunk bounds the temporaries (~100 MB)
     if progress:
-        from tqdm import tqdm
-
         starts = tqdm(starts, desc="rendering dSprites", unit="chunk")
     packed = np.empty((n_sprites * 1024, _DS_SIZE * _DS_SIZE // 8), dtype=np.uint8)
     for s in starts:

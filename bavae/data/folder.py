@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import one_line
 from ..images import IMAGE_SUFFIXES, ImageError, decode_image, open_image, resize_center_crop
 from ._common import DataError, _apply_limit, _check_channels
 
@@ -135,5 +136,5 @@ class ImageFolder(Dataset):
         path, e = failed[0]
         raise DataError(
             f"folder: none of the {len(self.files)} pictures in {self.root} could be decoded "
-            f"(e.g. {path.relative_to(self.root)}: {' '.join(str(e).split())})"
+            f"(e.g. {path.relative_to(self.root)}: {one_line(e)})"
         )

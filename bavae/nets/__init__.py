@@ -1,13 +1,16 @@
 """Registry of network families (timm-style).
 
 A family is one file in this package (``mlp.py``, ``dcgan.py``, ``resnet.py``). It declares an
-:class:`Architecture` with the image sizes and channel counts it supports, then registers one builder
-per role with a decorator::
+:class:`Architecture` with the image sizes and channel counts it supports, then registers its image trunk and its
+decoder body with decorators; the registry makes the encoder, the decoder and both critics from them::
 
     dcgan = register_architecture("dcgan", image_sizes=(32, 64), channels=(1, 3))
 
-    @dcgan.encoder
-    def dcgan_encoder(spec: NetSpec) -> nn.Module: ...
+    @dcgan.trunk
+    def image_trunk(spec: NetSpec, normalise: bool) -> nn.Module: ...  # image -> hidden_dim(spec) features
+
+    @dcgan.body
+    def decoder_body(spec: NetSpec) -> nn.Module: ...  # (z[, eta]) -> image logits
 
 Adding a family touches only its own file (plus one import line below). The table lives in ``_registry.py``,
 which the family files import (this package's ``__init__`` only gathers them). Nothing outside the registry

@@ -1,14 +1,22 @@
 """The table of network families: :func:`register_architecture` fills it, the rest of bavae reads it through
-:func:`list_architectures`, :func:`get_architecture` and :func:`build` (re-exported by :mod:`bavae.nets`)."""
+:func:`list_architectures`, :func:`get_architecture` and :func:`build` (re-exported by :mod:`bavae.nets`).
+
+A family supplies two builders, an image *trunk* (image -> ``hidden_dim(spec)`` features; ``normalise`` is False
+for the critics, which are spectrally normalised instead) and a decoder *body* (code -> image logits). The four
+players are made here from them, so every family's players are the same maths around its own layers.
+"""
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
+
+from ..errors import InvalidValue
+from .common import Decoder, ImplicitEncoder, PairCritic, hidden_dim
 
 ROLES = ("encoder", "decoder", "inference_critic", "generative_critic")
 
@@ -26,47 +34,56 @@ class NetSpec:
     spectral_norm: bool  # on the critics only
 
 
+Trunk = Callable[[NetSpec, bool], nn.Module]  # (spec, normalise) -> image to hidden_dim(spec) features
+Body = Callable[[NetSpec], nn.Module]  # spec -> (z[, eta]) to image logits
+
+
 @dataclass
 class Architecture:
     name: str
     image_sizes: tuple[int, ...]
     channels: tuple[int, ...]
-    builders: dict[str, Callable[[NetSpec], nn.Module]] = field(default_factory=dict)
+    image_trunk: Trunk | None = None
+    decoder_body: Body | None = None
 
-    def _register(self, role: str) -> Callable:
-        def decorator(fn: Callable[[NetSpec], nn.Module]) -> Callable[[NetSpec], nn.Module]:
-            self.builders[role] = fn
-            return fn
+    def trunk(self, fn: Trunk) -> Trunk:
+        """Decorator: the family's image trunk."""
+        self.image_trunk = fn
+        return fn
 
-        return decorator
-
-    @property
-    def encoder(self) -> Callable:
-        return self._register("encoder")
-
-    @property
-    def decoder(self) -> Callable:
-        return self._register("decoder")
+    def body(self, fn: Body) -> Body:
+        """Decorator: the family's decoder body."""
+        self.decoder_body = fn
+        return fn
 
     @property
-    def inference_critic(self) -> Callable:
-        return self._register("inference_critic")
+    def builders(self) -> dict[str, Callable[[NetSpec], nn.Module]]:
+        """One builder per role (:data:`ROLES`), made from the trunk and the body."""
 
-    @property
-    def generative_critic(self) -> Callable:
-        return self._register("generative_critic")
+        def encoder(spec: NetSpec) -> nn.Module:
+            trunk = self.image_trunk(spec, True)
+            return ImplicitEncoder(trunk, hidden_dim(spec), spec.posterior_noise_dim, spec.latent_dim, hidden_dim(spec))
+
+        def decoder(spec: NetSpec) -> nn.Module:
+            return Decoder(self.decoder_body(spec), spec.latent_dim, spec.decoder_noise_dim)
+
+        def critic(spec: NetSpec) -> nn.Module:  # T(x, z) and D(x, z) have the same shape
+            trunk = self.image_trunk(spec, False)
+            return PairCritic(trunk, hidden_dim(spec), spec.latent_dim, hidden_dim(spec), spec.spectral_norm)
+
+        return {"encoder": encoder, "decoder": decoder, "inference_critic": critic, "generative_critic": critic}
 
     def check(self, image_size: int, channels: int) -> None:
         if image_size not in self.image_sizes or channels not in self.channels:
-            raise ValueError(
+            raise InvalidValue(
                 f"architecture {self.name!r} supports image sizes {list(self.image_sizes)} and channels "
                 f"{list(self.channels)}; got image_size={image_size}, channels={channels}"
             )
 
     def build(self, role: str, spec: NetSpec) -> nn.Module:
         self.check(spec.image_size, spec.channels)
-        if role not in self.builders:
-            raise ValueError(f"architecture {self.name!r} has no {role!r} builder; roles: {list(ROLES)}")
+        if role not in ROLES:
+            raise InvalidValue(f"architecture {self.name!r} has no {role!r} builder; roles: {list(ROLES)}")
         return self.builders[role](spec)
 
 
@@ -75,7 +92,7 @@ _ARCHITECTURES: dict[str, Architecture] = {}
 
 def register_architecture(name: str, *, image_sizes: tuple[int, ...], channels: tuple[int, ...]) -> Architecture:
     if name in _ARCHITECTURES:
-        raise ValueError(f"architecture {name!r} is already registered")
+        raise InvalidValue(f"architecture {name!r} is already registered")
     arch = Architecture(name, tuple(image_sizes), tuple(channels))
     _ARCHITECTURES[name] = arch
     return arch
@@ -92,7 +109,7 @@ def get_architecture(name: str) -> Architecture:
     except KeyError:
         close = difflib.get_close_matches(name, list(_ARCHITECTURES), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown architecture {name!r}{hint}; known: {list_architectures()}") from None
+        raise InvalidValue(f"unknown architecture {name!r}{hint}; known: {list_architectures()}") from None
 
 
 def build(arch: str, role: str, spec: NetSpec) -> nn.Module:

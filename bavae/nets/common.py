@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from ..errors import InvalidValue
+
 
 def act() -> nn.Module:
     return nn.LeakyReLU(0.2)
@@ -36,8 +38,8 @@ def mlp(*dims: int) -> nn.Sequential:
 def apply_spectral_norm(module: nn.Module) -> nn.Module:
     """Spectral normalisation on every linear and conv layer.
 
-    The critics' outputs go through exp() in both value functions; without a Lipschitz bound they
-    blow up within a few hundred steps (DESIGN-NOTES section 2).
+    The critics' outputs go through exp() in both value functions; without a Lipschitz bound they blow up
+    (docs/method.md, section 7).
     """
     for name, child in module.named_children():
         if isinstance(child, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
@@ -57,7 +59,7 @@ class ImplicitEncoder(nn.Module):
     def __init__(self, trunk: nn.Module, feature_dim: int, noise_dim: int, latent_dim: int, hidden: int):
         super().__init__()
         if noise_dim < 1:
-            raise ValueError("posterior_noise_dim must be >= 1: a deterministic encoder has an infinite KL")
+            raise InvalidValue("posterior_noise_dim must be >= 1: a deterministic encoder has an infinite KL")
         self.trunk, self.noise_dim, self.latent_dim = trunk, noise_dim, latent_dim
         self.noisy_head = nn.Sequential(
             nn.Linear(feature_dim + noise_dim, hidden),
@@ -166,22 +168,10 @@ def conv_stages(image_size: int) -> int:
     """Number of stride-2 stages between image_size and a 4x4 map."""
     stages = int(math.log2(image_size // 4))
     if 4 * 2**stages != image_size:
-        raise ValueError(f"image_size must be 4 * 2**k, got {image_size}")
+        raise InvalidValue(f"image_size must be 4 * 2**k, got {image_size}")
     return stages
 
 
 def hidden_dim(spec) -> int:
     """Width of the dense heads (noisy head, critic heads) for a family width."""
     return 8 * spec.width
-
-
-def implicit_encoder(trunk: nn.Module, spec, feature_dim: int) -> ImplicitEncoder:
-    return ImplicitEncoder(trunk, feature_dim, spec.posterior_noise_dim, spec.latent_dim, hidden_dim(spec))
-
-
-def pair_critic(trunk: nn.Module, spec, feature_dim: int) -> PairCritic:
-    return PairCritic(trunk, feature_dim, spec.latent_dim, hidden_dim(spec), spec.spectral_norm)
-
-
-def decoder(body: nn.Module, spec) -> Decoder:
-    return Decoder(body, spec.latent_dim, spec.decoder_noise_dim)

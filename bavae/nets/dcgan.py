@@ -7,7 +7,7 @@ GroupNorm instead of BatchNorm in the encoder/decoder so outputs do not depend o
 from torch import nn
 
 from ._registry import NetSpec, register_architecture
-from .common import act, conv_stages, decoder, group_norm, hidden_dim, implicit_encoder, pair_critic
+from .common import act, conv_stages, group_norm, hidden_dim
 
 dcgan = register_architecture("dcgan", image_sizes=(32, 64), channels=(1, 3))
 
@@ -17,6 +17,7 @@ def channel_plan(spec: NetSpec) -> list[int]:
     return [spec.width * 2**i for i in range(conv_stages(spec.image_size))]
 
 
+@dcgan.trunk
 def image_trunk(spec: NetSpec, normalise: bool) -> nn.Module:
     chans, layers, c_in = channel_plan(spec), [], spec.channels
     for i, c in enumerate(chans):
@@ -29,13 +30,8 @@ def image_trunk(spec: NetSpec, normalise: bool) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-@dcgan.encoder
-def dcgan_encoder(spec: NetSpec) -> nn.Module:
-    return implicit_encoder(image_trunk(spec, normalise=True), spec, hidden_dim(spec))
-
-
-@dcgan.decoder
-def dcgan_decoder(spec: NetSpec) -> nn.Module:
+@dcgan.body
+def decoder_body(spec: NetSpec) -> nn.Module:
     chans = channel_plan(spec)[::-1]  # 4w, 2w, w at 32px
     layers: list[nn.Module] = [
         nn.Linear(spec.latent_dim + spec.decoder_noise_dim, chans[0] * 16),
@@ -46,14 +42,4 @@ def dcgan_decoder(spec: NetSpec) -> nn.Module:
     for c_in, c_out in zip(chans[:-1], chans[1:]):
         layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), group_norm(c_out), nn.ReLU()]
     layers.append(nn.ConvTranspose2d(chans[-1], spec.channels, 4, 2, 1))
-    return decoder(nn.Sequential(*layers), spec)
-
-
-@dcgan.inference_critic
-def dcgan_inference_critic(spec: NetSpec) -> nn.Module:
-    return pair_critic(image_trunk(spec, normalise=False), spec, hidden_dim(spec))
-
-
-@dcgan.generative_critic
-def dcgan_generative_critic(spec: NetSpec) -> nn.Module:
-    return pair_critic(image_trunk(spec, normalise=False), spec, hidden_dim(spec))
+    return nn.Sequential(*layers)

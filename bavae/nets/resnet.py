@@ -5,7 +5,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._registry import NetSpec, register_architecture
-from .common import act, conv_stages, decoder, group_norm, hidden_dim, implicit_encoder, pair_critic
+from .common import act, conv_stages, group_norm, hidden_dim
 
 resnet = register_architecture("resnet", image_sizes=(32, 64, 128), channels=(1, 3))
 
@@ -39,6 +39,7 @@ def channel_plan(spec: NetSpec) -> list[int]:
     return [spec.width * min(2**i, 8) for i in range(conv_stages(spec.image_size))]
 
 
+@resnet.trunk
 def image_trunk(spec: NetSpec, normalise: bool) -> nn.Module:
     chans = channel_plan(spec)
     layers: list[nn.Module] = [nn.Conv2d(spec.channels, chans[0], 3, 1, 1)]
@@ -50,13 +51,8 @@ def image_trunk(spec: NetSpec, normalise: bool) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-@resnet.encoder
-def resnet_encoder(spec: NetSpec) -> nn.Module:
-    return implicit_encoder(image_trunk(spec, normalise=True), spec, hidden_dim(spec))
-
-
-@resnet.decoder
-def resnet_decoder(spec: NetSpec) -> nn.Module:
+@resnet.body
+def decoder_body(spec: NetSpec) -> nn.Module:
     chans = channel_plan(spec)[::-1]
     layers: list[nn.Module] = [
         nn.Linear(spec.latent_dim + spec.decoder_noise_dim, chans[0] * 16),
@@ -67,14 +63,4 @@ def resnet_decoder(spec: NetSpec) -> nn.Module:
         layers.append(ResBlock(c_in, c, "up", normalise=True))
         c_in = c
     layers += [group_norm(c_in), act(), nn.Conv2d(c_in, spec.channels, 3, 1, 1)]
-    return decoder(nn.Sequential(*layers), spec)
-
-
-@resnet.inference_critic
-def resnet_inference_critic(spec: NetSpec) -> nn.Module:
-    return pair_critic(image_trunk(spec, normalise=False), spec, hidden_dim(spec))
-
-
-@resnet.generative_critic
-def resnet_generative_critic(spec: NetSpec) -> nn.Module:
-    return pair_critic(image_trunk(spec, normalise=False), spec, hidden_dim(spec))
+    return nn.Sequential(*layers)

@@ -29,6 +29,7 @@ PRIORS = ("normal", "uniform")
 SAMPLER_KINDS = ("gmm",)
 MAX_COMPONENTS = 1024  # a config asking for more is not one we wrote
 PRECISIONS = ("fp32", "bf16", "fp16")
+AUGMENTATIONS = ("none", "flip")
 SEED_MAX = 2**32 - 1  # seeds reach numpy and scikit-learn too, which take 0 <= seed < 2**32
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
 _DEVICE = re.compile(r"(auto|cpu|cuda|mps)(:(\d+))?")
@@ -265,6 +266,11 @@ class TrainConfig:
     )
     data_dir: str | None = option(None, "Dataset folder (default: the Debian package location for fashion-mnist).")
     limit: int | None = option(None, "Use only the first N images.")
+    augment: str = option(
+        "none",
+        "flip: each training picture mirrored left-right with probability 1/2 (a small set seen twice as large).",
+        choices=lambda: AUGMENTATIONS,
+    )
     # the model of a fresh run: BAVAEConfig fields, each a `bavae train` option (see BAVAEConfig's metadata)
     model: dict[str, Any] = option({}, cli=False)
     # optimisation
@@ -336,6 +342,7 @@ class TrainConfig:
         if not isinstance(weights, dict):
             raise ConfigError("objective_weights", f"must be a mapping of weight names to numbers, got {weights!r}", p)
         _check(self, "precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}", p)
+        _check(self, "augment", lambda v: v in AUGMENTATIONS, f"one of {', '.join(AUGMENTATIONS)}", p)
         try:
             check_device(self.device)
         except InvalidValue:

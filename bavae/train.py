@@ -224,6 +224,9 @@ def batches(dataset, cfg: TrainConfig, start_step: int, rank: int, world: int, d
             generator=torch.Generator(),  # its own: the global RNG stays untouched
         )
         for x in loader:
+            if cfg.augment == "flip":  # its own generator per batch: a resumed run replays the same flips
+                g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
+                x = torch.where((torch.rand(len(x), generator=g) < 0.5)[:, None, None, None], x.flip(-1), x)
             yield x.to(device, non_blocking=True)
             index += 1
 

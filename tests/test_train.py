@@ -271,6 +271,32 @@ def test_finetuning_starts_from_the_init_weights(tmp_path, photos, pretrained):
 
 # ------------------------------------------------------------------------------------------------ resume
 @pytest.mark.slow  # 26-28 s on 2 busy cores
+def test_flip_augmentation_mirrors_about_half_and_replays_from_any_step():
+    """--augment flip: each picture is itself or its mirror image, about half mirrored, and the batches from step k
+    on are the same whether the run started there (a resume) or went through."""
+    from bavae.configs import TrainConfig
+    from bavae.train import batches
+
+    data = torch.utils.data.TensorDataset(torch.rand(256, 1, 8, 8))
+    dataset = [t[0] for t in data]
+    plain_cfg, flip_cfg = TrainConfig(batch_size=32), TrainConfig(batch_size=32, augment="flip")
+    cpu = torch.device("cpu")
+    plain, flipped = batches(dataset, plain_cfg, 0, 0, 1, cpu), batches(dataset, flip_cfg, 0, 0, 1, cpu)
+    mirrored = []
+    for _ in range(16):  # two epochs
+        a, b = next(plain), next(flipped)
+        same, mirror = (a == b).flatten(1).all(1), (a.flip(-1) == b).flatten(1).all(1)
+        assert (same | mirror).all()
+        mirrored.append(mirror.float().mean().item())
+    assert 0.4 < sum(mirrored) / len(mirrored) < 0.6
+    later = batches(dataset, flip_cfg, 5, 0, 1, cpu)
+    again = batches(dataset, flip_cfg, 0, 0, 1, cpu)
+    for _ in range(5):
+        next(again)
+    for _ in range(6):
+        assert torch.equal(next(later), next(again))
+
+
 def test_kill_9_then_resume_continues_and_is_bit_identical(tmp_path):
     args = [
         "--dataset",

@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 
 from .data import (
     DSPRITES_FACTOR_NAMES,
+    EMOJI_CATEGORIES,
     build_dataset,
     check_dataset_fits,
     dsprites_factors,
@@ -77,17 +78,6 @@ FASHION_MNIST_CLASSES = (
 )
 EMOJI_CLASSIFIER_NAME = "emoji-classifier"
 EMOJI_CLASSIFIER_SHA256 = "98c730f399b11eb981c0e42208361063b3a896c1922419b5356ca72378f643ca"
-EMOJI_CATEGORIES = (  # emoji.json's categories, as benchmarks/make_emoji_folder.py names the folders
-    "activities",
-    "animals-nature",
-    "flags",
-    "food-drink",
-    "objects",
-    "people-body",
-    "smileys-emotion",
-    "symbols",
-    "travel-places",
-)
 
 
 @dataclass(frozen=True)
@@ -106,7 +96,9 @@ class Evaluator:
 EVALUATORS = (
     Evaluator(CLASSIFIER_NAME, CLASSIFIER_SHA256, 1, (28, 32), ("fashion-mnist",), FASHION_MNIST_CLASSES),
     # the colour evaluator: trained on four artists' emoji; also what a CelebA or a user's folder is scored with
-    Evaluator(EMOJI_CLASSIFIER_NAME, EMOJI_CLASSIFIER_SHA256, 3, (64,), ("folder", "celeba"), EMOJI_CATEGORIES),
+    Evaluator(
+        EMOJI_CLASSIFIER_NAME, EMOJI_CLASSIFIER_SHA256, 3, (64,), ("emoji", "folder", "celeba"), EMOJI_CATEGORIES
+    ),
 )
 
 
@@ -390,7 +382,8 @@ def _test_images(
         if image_size == 32:
             x = F.pad(x, (2, 2, 2, 2))
         return x, ds.labels[:n], ds
-    return torch.stack([ds[i] for i in range(n)]), None, ds
+    labels = getattr(ds, "labels", None)  # the emoji set's categories
+    return torch.stack([ds[i] for i in range(n)]), None if labels is None else labels[:n], ds
 
 
 def _dsprites_test_images(n: int, channels: int) -> tuple[torch.Tensor, None, Any]:

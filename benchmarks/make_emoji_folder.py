@@ -160,13 +160,55 @@ class Style:
         return out.getvalue()
 
 
+def bundle_heldout(out: Path, folder: Path) -> None:
+    """The test split of an emoji folder as one uint8 safetensors file (sha256 printed for bavae.data.emoji)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from bavae.data import EMOJI_CATEGORIES, ImageFolder
+    from bavae.files import atomic_write, sha256_file
+
+    ds = ImageFolder(out, image_size=SIZE, channels=3, split="test")
+    images = torch.stack([ds[i].mul(255).round().to(torch.uint8) for i in range(len(ds))])
+    labels = torch.tensor([EMOJI_CATEGORIES.index(Path(f).parent.name) for f in ds.files], dtype=torch.int64)
+    styles = sorted({Path(f).parent.parent.name for f in ds.files})
+    style = torch.tensor([styles.index(Path(f).parent.parent.name) for f in ds.files], dtype=torch.int64)
+    meta = {"styles": ",".join(styles), "emoji": ",".join(Path(f).stem for f in ds.files)}
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {"images": images, "labels": labels, "styles": style}
+    atomic_write(folder / "heldout.safetensors", lambda t: save_file(tensors, t, metadata=meta))
+    counts = ", ".join(f"{s} {int((style == i).sum())}" for i, s in enumerate(styles))
+    card = f"""# emoji-heldout
+
+The held-out test pictures of the colour emoji set (`bavae.data.Emoji`, split "test" without a folder): every
+training style's version of the {len(set(meta["emoji"].split(",")))} emoji held out of training ({counts};
+{len(images)} pictures, 64x64 RGB on white, uint8), labelled by emoji.json's category. `bavae eval` scores
+bavae-emoji64 on them, so its colour metrics need no download.
+
+Written by `python benchmarks/make_emoji_folder.py --out {out} --bundle-heldout {folder}` from the npm packages
+emoji-datasource-google@16.0.0 (Noto Color Emoji, Apache-2.0), emoji-datasource-twitter@16.0.0 (Twemoji, CC-BY 4.0:
+Twemoji by Twitter, Inc and other contributors, https://github.com/twitter/twemoji) and fluentui-emoji@1.3.0
+(Microsoft Fluent Emoji, MIT).
+"""
+    atomic_write(folder / "README.md", lambda t: Path(t).write_text(card))
+    print(f"wrote {folder / 'heldout.safetensors'} ({counts}); sha256 {sha256_file(folder / 'heldout.safetensors')}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--packs", required=True, type=Path, help="folder holding the npm tarballs (npm pack ...)")
     p.add_argument("--out", required=True, type=Path, help="folder to write (train/ and test/ inside)")
     p.add_argument("--styles", default=",".join(DEFAULT_STYLES), help="comma-separated, of: " + ", ".join(LICENSES))
     p.add_argument("--test-every", type=int, default=10, help="every N-th emoji of a category goes to test/")
+    p.add_argument(
+        "--bundle-heldout",
+        metavar="DIR",
+        default=None,
+        help="also write OUT's test pictures as DIR/heldout.safetensors (bavae's weights/emoji-heldout) and stop",
+    )
     args = p.parse_args()
+    if args.bundle_heldout:
+        return bundle_heldout(args.out, Path(args.bundle_heldout))
     from tqdm import tqdm
 
     styles = [s.strip() for s in args.styles.split(",") if s.strip()]

@@ -318,3 +318,31 @@ def test_a_colour_model_on_a_folder_gets_the_colour_evaluators_metrics(tmp_path)
     exact = ev.evaluate(perfect, "folder", data_dir=tmp_path, settings=settings)
     assert exact["recon_fid"] == pytest.approx(0, abs=1e-4) and exact["class_agreement"] == 1.0
     assert exact["recon_mse"] == 0 and report["recon_fid"] > 1.0
+
+
+def test_the_emoji_sets_held_out_pictures_ship_and_score_a_colour_model():
+    """`--dataset emoji` without a folder: the bundled held-out pictures (sha256-checked, labelled), enough for every
+    colour metric; the training split needs the folder and says so in one line."""
+    from bavae.data import EMOJI_CATEGORIES, DataError, Emoji, build_dataset
+    from bavae.data.emoji import HELDOUT_SHA256, heldout_path
+
+    assert zoo.sha256_file(heldout_path()) == HELDOUT_SHA256
+    test = build_dataset("emoji", image_size=64, channels=3, split="test")
+    assert len(test) > 500 and test[0].shape == (3, 64, 64) and 0 <= float(test[0].min()) <= float(test[0].max()) <= 1
+    assert set(test.labels.tolist()) == set(range(len(EMOJI_CATEGORIES)))  # every category is held out
+    with pytest.raises(DataError, match="needs --data-dir") as e:
+        Emoji(None, split="train")
+    assert "\n" not in str(e.value)
+    # the bundled classifier recognises the held-out emoji well above chance (1/9)
+    clf = ev.load_classifier("cpu", name=ev.EMOJI_CLASSIFIER_NAME)
+    x = torch.stack([test[i] for i in range(len(test))])
+    with torch.no_grad():
+        accuracy = (clf(x).argmax(1) == test.labels).float().mean().item()
+    card = json.loads((ev.classifier_dir(ev.EMOJI_CLASSIFIER_NAME) / "config.json").read_text())
+    assert accuracy > 0.6 and accuracy == pytest.approx(card["test_accuracy"], abs=0.08)  # the card: all 4 styles
+
+    model = tiny_model(image_size=64, channels=3)
+    settings = ev.EvalSettings(n_samples=64, n_test=100, n_kl=8, infonce_batch=8, batch_size=50)
+    report = ev.evaluate(model, "emoji", settings=settings)
+    assert {"fid", "recon_fid", "class_agreement", "classifier_accuracy_on_recon"} <= set(report)
+    assert report["n_test"] == 100

@@ -5,7 +5,7 @@ Every dataset built by :func:`build_dataset` returns, for ``ds[i]``, ONE float32
 ``(channels, image_size, image_size)`` with values in [0, 1] (no label).
 
 One file per dataset (as torchvision's): ``fashion_mnist.py``, ``dsprites.py`` (its renderer in ``dsprites_render.py``),
-``celeba.py``, ``folder.py``; every public name is importable from ``bavae.data``.
+``celeba.py``, ``folder.py``, ``emoji.py``; every public name is importable from ``bavae.data``.
 
 * ``fashion-mnist``: the gzipped idx files (Debian's ``dataset-fashion-mnist`` installs them in
   ``/usr/share/datasets/fashion-mnist/``); held in memory as uint8; 28 px, or 32 px zero-padded.
@@ -13,6 +13,8 @@ One file per dataset (as torchvision's): ``fashion_mnist.py``, ``dsprites.py`` (
   the original's index order, cached once as a bit-packed ``.npz``.
 * ``celeba``: ``img_align_celeba/*.jpg``, centre-cropped to 140x140 and resized to 64 or 128.
 * ``folder``: any directory tree of images, short side resized then centre-cropped.
+* ``emoji``: the colour emoji set of ``benchmarks/make_emoji_folder.py`` (a folder, with its categories as labels);
+  its held-out test pictures ship with bavae.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from .dsprites_render import (
     dsprites_index,
     render_dsprites,
 )
+from .emoji import CATEGORIES as EMOJI_CATEGORIES
+from .emoji import Emoji
 from .fashion_mnist import FASHION_MNIST_DEBIAN_DIR, FashionMNIST
 from .folder import ImageFolder
 
@@ -56,6 +60,8 @@ __all__ = [
     "DSprites",
     "CelebA",
     "ImageFolder",
+    "Emoji",
+    "EMOJI_CATEGORIES",
     "DSPRITES_FACTOR_NAMES",
     "DSPRITES_FACTOR_SIZES",
     "dsprites_factor_values",
@@ -122,6 +128,7 @@ register_dataset("fashion-mnist", FashionMNIST, image_sizes=(28, 32), channels=1
 register_dataset("dsprites", DSprites, image_sizes=(64,), channels=1)
 register_dataset("celeba", CelebA, image_sizes=(64, 128), channels=3, needs_data_dir=True)
 register_dataset("folder", ImageFolder, image_sizes=None, channels=3, needs_data_dir=True)
+register_dataset("emoji", Emoji, image_sizes=(64,), channels=3)  # training needs a folder; the test split ships
 DATASETS = tuple(_DATASETS)
 
 

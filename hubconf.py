@@ -16,6 +16,7 @@ import os as _os
 
 dependencies = ["torch", "safetensors", "huggingface_hub", "numpy"]
 
+from bavae import devices as _devices  # noqa: E402  (after `dependencies`, which torch.hub reads first)
 from bavae import zoo as _zoo  # noqa: E402  (after `dependencies`, which torch.hub reads first)
 
 if _importlib_util.find_spec("bavae.weights") is None:  # a checkout that was never pip-installed: its weights/
@@ -29,7 +30,7 @@ def _entry_point(name: str):
         if not pretrained:
             from bavae import BAVAE, BAVAEConfig
 
-            return BAVAE(BAVAEConfig.from_dict(record.config)).to(_zoo.resolve_device(device)).eval()
+            return BAVAE(BAVAEConfig.from_dict(record.config)).to(_devices.resolve_device(device)).eval()
         if not record.has_weights:
             raise ValueError(
                 f"{name} has no weights yet ({record.dataset} cannot be had where bavae is built): "

@@ -354,6 +354,25 @@ def test_kill_9_then_resume_continues_and_is_bit_identical(tmp_path):
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a if k.startswith(("model.", "opt_")))
 
 
+def biases_before_a_channel_norm(model: torch.nn.Module) -> set[str]:
+    """State-dict names of the biases of layers directly followed, in some Sequential, by a norm that subtracts each
+    channel's mean (BatchNorm, InstanceNorm, GroupNorm with one channel per group): gradient-free parameters."""
+
+    def per_channel(norm):
+        if isinstance(norm, torch.nn.GroupNorm):
+            return norm.num_groups == norm.num_channels
+        return isinstance(norm, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.instancenorm._InstanceNorm))
+
+    names = set()
+    for prefix, module in model.named_modules():
+        if isinstance(module, torch.nn.Sequential):
+            children = list(module.named_children())
+            for (name, layer), (_, after) in zip(children, children[1:]):
+                if per_channel(after) and getattr(layer, "bias", None) is not None:
+                    names.add(f"{prefix}.{name}.bias" if prefix else f"{name}.bias")
+    return names
+
+
 def test_a_run_saved_by_the_code_before_the_renovation_resumes(tmp_path, fashion_mnist_dir):
     """tests/fixtures/run_before_renovation: 3 steps of a 6-step recipe, written by the pre-issue-19 code (HOW.txt).
     Resumed to step 6 by this code, it goes on from step 3 and ends where that code's own uninterrupted 6-step run
@@ -370,8 +389,15 @@ def test_a_run_saved_by_the_code_before_the_renovation_resumes(tmp_path, fashion
     resumed = weights(run_dir)
     straight = load_file(str(fixtures / "run_before_renovation_straight6.safetensors"))
     assert resumed.keys() == straight.keys()
-    differ = [k for k in straight if not torch.allclose(resumed[k], straight[k], rtol=1e-5, atol=1e-7)]
-    assert not differ, differ  # bit-identical on the machine that made them; the tolerance is for other CPUs
+    # Bit-identical on the machine that made them (an AVX-512 CPU). On another CPU, steps 4-6 round differently: the
+    # weights agree to ~1e-8, except the biases of layers that feed a per-channel norm. Their true gradient is zero
+    # (the norm subtracts them again), so Adam's steps on them are rounding noise scaled to the learning rate, and those
+    # differ between CPUs by as much as the biases move; they do nothing to the outputs, so they are left out here.
+    dead = biases_before_a_channel_norm(bavae.load(str(run_dir)))
+    differ = [
+        k for k in straight if k not in dead and not torch.allclose(resumed[k], straight[k], rtol=1e-5, atol=1e-7)
+    ]
+    assert not differ, differ
     assert bavae.load(str(run_dir)).sample(2).shape == (2, 1, 32, 32)
 
 

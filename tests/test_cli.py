@@ -250,6 +250,7 @@ def test_lazy_commands_fail_in_one_line_when_missing(env):
 
 
 # ------------------------------------------------------------------------------------------------ speed
+@pytest.mark.timing  # run alone by `make test`: it compares wall times
 @pytest.mark.slow  # 12-25 s on 2 busy cores: 6 cold processes
 def test_cold_start_sample_64_is_fast(env, tmp_path, bundled_default):
     """A new process, imports included, sampling from the bundled default model.

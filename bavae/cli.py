@@ -26,12 +26,13 @@ from typing import Any
 import click
 
 from . import __version__, zoo
-from .configs import SEED_MAX
+from .configs import COUNT_BOUNDS, SEED_MAX
 from .errors import BAVAEError, one_line
 from .files import OutputError, check_output_file, check_output_folder, model_files
 from .options import RegistryChoice, device_option
 
-MAX_IMAGES = 4096  # the most images one PNG grid holds (an npz takes any number, streamed)
+MAX_IMAGES = COUNT_BOUNDS["grid_images"][1]  # the most images one PNG grid holds
+MAX_NPZ_IMAGES = COUNT_BOUNDS["npz_images"][1]  # the most one npz of `bavae sample` holds (streamed, disk-checked)
 NPZ_BATCH = 1024  # `bavae sample --format npz` decodes and writes this many images at a time
 FORMATS = ("png", "npz")
 MODEL_HELP = (
@@ -118,6 +119,10 @@ def _output(out: str, fmt: str | None, allowed: tuple[str, ...] = FORMATS) -> tu
     path = Path(out).expanduser()
     if path.is_dir():
         raise _usage(f"cannot write {out}: it is a folder (give a file name in it, e.g. {Path(out) / 'out.png'})")
+    try:
+        check_output_file(out)  # its folder, its permissions; `-` (stdout) is refused there
+    except OutputError as e:
+        raise _usage(str(e)) from None
     if fmt is None:
         fmt = path.suffix.lower().lstrip(".")
         if fmt not in allowed:
@@ -127,10 +132,6 @@ def _output(out: str, fmt: str | None, allowed: tuple[str, ...] = FORMATS) -> tu
             )
     elif fmt not in allowed:
         raise _usage(f"unsupported output format {fmt!r}: use {' or '.join(allowed)}")
-    try:
-        check_output_file(out)
-    except OutputError as e:
-        raise _usage(str(e)) from None
     return path, fmt
 
 
@@ -164,7 +165,9 @@ def _options(*names: str):
         "out": click.option("-o", "--out", required=True, help="Output file (.png grid or .npz arrays)."),
         "seed": click.option("--seed", type=SEED, default=None, help="Seed for reproducible noise."),
         "device": device_option,
-        "nrow": click.option("--nrow", type=click.IntRange(1, MAX_IMAGES), default=None, help="Images per grid row."),
+        "nrow": click.option(
+            "--nrow", type=click.IntRange(*COUNT_BOUNDS["grid_images"]), default=None, help="Images per grid row."
+        ),
         "format": click.option(
             "--format",
             "fmt",
@@ -255,7 +258,8 @@ def info_command(name: str, as_json: bool) -> None:
     type=click.IntRange(1),
     default=64,
     show_default=True,
-    help=f"Number of images: at most {MAX_IMAGES} in a PNG grid; any number in an npz (written in batches).",
+    help=f"Number of images: at most {MAX_IMAGES:,} in a PNG grid, {MAX_NPZ_IMAGES:,} in an npz (written in batches, "
+    "after checking the disk has room for it).",
 )
 @click.option(
     "--sampler",
@@ -280,7 +284,13 @@ def sample_command(
     if fmt == "png" and n > MAX_IMAGES:
         raise click.BadParameter(
             f"{n} images do not fit one PNG grid (at most {MAX_IMAGES}); write an npz instead "
-            f"(-o {path.with_suffix('.npz').name} or --format npz), which takes any number",
+            f"(-o {path.with_suffix('.npz').name} or --format npz), which takes up to {MAX_NPZ_IMAGES:,}",
+            param_hint="'-n'",
+        )
+    if fmt == "npz" and n > MAX_NPZ_IMAGES:
+        raise click.BadParameter(
+            f"{n} images are more than one npz takes (at most {MAX_NPZ_IMAGES:,}); write several files, each with "
+            "its own --seed",
             param_hint="'-n'",
         )
     from . import devices, images  # torch, PIL and numpy: once the arguments are checked
@@ -326,7 +336,13 @@ def reconstruct_command(
 @cli.command("interpolate")
 @click.argument("image_a")
 @click.argument("image_b")
-@click.option("--steps", type=click.IntRange(2, 256), default=8, show_default=True, help="Decoded points from A to B.")
+@click.option(
+    "--steps",
+    type=click.IntRange(*COUNT_BOUNDS["steps"]),
+    default=8,
+    show_default=True,
+    help="Decoded points from A to B.",
+)
 @_options("model", "out", "seed", "device", "format")
 def interpolate_command(
     image_a: str, image_b: str, steps: int, model: str, out: str, seed: int | None, device: str, fmt: str | None

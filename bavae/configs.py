@@ -32,6 +32,15 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 AUGMENTATIONS = ("none", "flip")
 SEED_MAX = 2**32 - 1  # seeds reach numpy and scikit-learn too, which take 0 <= seed < 2**32
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
+# The bounds of the counts the commands and the API take alike, in one table: `bavae interpolate --steps` and
+# `model.interpolate(steps=)` refuse the same values (bavae.cli builds its options from it, bavae.model's check_count
+# reads it). Each is (least, most); the most is what bounds the work and memory of one call.
+COUNT_BOUNDS: dict[str, tuple[int, int]] = {
+    "steps": (2, 256),  # interpolate: decoded points from A to B (the codes of N pairs x steps are decoded at once)
+    "n_samples": (1, 1024),  # encode, kl_estimate: posterior draws per image (the critic scores N x n_samples pairs)
+    "grid_images": (1, 4096),  # images in one PNG grid (sample -n, --nrow)
+    "npz_images": (1, 1_000_000),  # images in one npz of `bavae sample` (streamed; its size checked against free disk)
+}
 _DEVICE = re.compile(r"(auto|cpu|cuda|mps)(:(\d+))?")
 
 
@@ -400,6 +409,7 @@ __all__ = [
     "SAMPLER_KINDS",
     "SEED_MAX",
     "DEVICE_HELP",
+    "COUNT_BOUNDS",
     "MAX_WIDTH",
     "MAX_DIM",
 ]

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 from torch.nn import functional as F
 
 from .errors import InvalidValue, one_line
-from .files import atomic_write
+from .files import STDIO, atomic_write, check_free_space, file_problem
 
 MAX_CODE = 1e3  # |z| past this is not a code of the prior N(0, I) or U(-1, 1): decoding it is a mistake
 
@@ -53,7 +53,7 @@ def expand_image_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Files as given; folders replaced by the image files directly inside them, sorted."""
     out: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
+        if p.is_dir() and os.fspath(p) != STDIO:
             found = sorted(
                 f
                 for f in p.iterdir()
@@ -62,10 +62,11 @@ def expand_image_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
             if not found:
                 raise ImageError(f"{p} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
             out += found
-        elif p.is_file():
-            out.append(p)
         else:
-            raise ImageError(f"{p} does not exist")
+            problem = file_problem(p)  # missing, unreadable, a device or a pipe: said as it is
+            if problem:
+                raise ImageError(f"{p} {problem}")
+            out.append(p)
     if not out:
         raise ImageError("no image files given")
     return out
@@ -236,6 +237,10 @@ def write_npz_stream(path: str | os.PathLike, arrays: dict[str, Any], chunks: di
     arrays written whole; ``chunks`` maps a name to ``(shape, dtype, iterable of arrays)`` whose pieces, stacked on
     the first axis, fill ``shape``; each piece is written as it comes, so memory holds one piece at a time."""
 
+    nbytes = sum(np.asanyarray(a).nbytes for a in arrays.values())
+    nbytes += sum(math.prod(shape) * np.dtype(dtype).itemsize for shape, dtype, _ in (chunks or {}).values())
+    check_free_space(path, nbytes, f"{', '.join([*arrays, *(chunks or {})])} ({nbytes:,} bytes uncompressed)")
+
     def write(tmp: str) -> None:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             for name, array in arrays.items():
@@ -301,19 +306,45 @@ def batched(fn: Callable, x: Any, device: torch.device, generator: torch.Generat
     return torch.cat([fn(x[i : i + batch].to(device), generator=generator).cpu() for i in range(0, len(x), batch)])
 
 
+def not_real_numbers(x: Any, what: str) -> str | None:
+    """Why a tensor or array cannot hold ``what`` ("images", "codes") whatever its shape, as the end of a sentence
+    "expected ..., got ...": on the meta device (it has a shape but no values), of a boolean or complex dtype, or of
+    another non-float one (the hint then says how to convert); None for real floating-point numbers with values."""
+    dtype = x.dtype
+    if isinstance(x, torch.Tensor):
+        if x.is_meta:
+            return f"a tensor on the meta device, which holds no values (put the {what} on cpu or cuda)"
+        kind = "b" if dtype == torch.bool else "c" if x.is_complex() else "f" if x.is_floating_point() else "i"
+    else:  # numpy's kinds: b(ool), c(omplex), f(loat), i(nt), u(nsigned); strings, objects and dates are none
+        kind = dtype.kind if dtype.kind in "bcfi" else "i" if dtype.kind == "u" else "o"
+    if kind == "f":
+        return None
+    if kind == "b":
+        return f"dtype {dtype}: {what} are real numbers, not true/false values"
+    if kind == "c":
+        return f"dtype {dtype}: {what} are real numbers, not complex ones (take .real if that is what you mean)"
+    if kind == "o":
+        return f"dtype {dtype}: {what} are real numbers"
+    if what == "images":
+        return f"dtype {dtype} (convert uint8 images with x / 255)"
+    return f"dtype {dtype} (convert integer codes with .float())"
+
+
 def check_codes(z: Any, latent_dim: int | None = None, name: str = "z") -> Any:
     """The one check of latent codes, for the API (tensors) and ``bavae decode`` (numpy arrays, before any model
-    loads): a float array (N, latent_dim) with N >= 1, finite, within +-MAX_CODE. Returns ``z`` unchanged."""
+    loads): a float array (N, latent_dim) with N >= 1, finite, within +-MAX_CODE, not on the meta device. Returns
+    ``z`` unchanged."""
     d = "latent_dim" if latent_dim is None else latent_dim
     expected = f"float codes of shape (N, {d})"
     if isinstance(z, torch.Tensor):
-        floating, shape, dtype = z.is_floating_point(), tuple(z.shape), str(z.dtype)
+        shape = tuple(z.shape)
     elif isinstance(z, np.ndarray):
-        floating, shape, dtype = z.dtype.kind == "f", z.shape, str(z.dtype)
+        shape = z.shape
     else:
         raise InvalidValue(f"{name}: expected {expected}, got {type(z).__name__}")
-    if not floating:
-        raise InvalidValue(f"{name}: expected {expected}, got dtype {dtype} (convert integer codes with .float())")
+    problem = not_real_numbers(z, "codes")
+    if problem:
+        raise InvalidValue(f"{name}: expected {expected}, got {problem}")
     if len(shape) != 2 or (latent_dim is not None and shape[1] != latent_dim):
         raise InvalidValue(f"{name}: expected {expected}, got shape {shape}")
     if shape[0] == 0:
@@ -335,10 +366,9 @@ def read_codes(path: str | os.PathLike) -> tuple[np.ndarray, str | None]:
     them when it says; one error line naming the file otherwise (nothing in it is unpickled)."""
     expected = "expected an npz with `codes` (N, latent_dim), as `bavae encode` writes"
     p = Path(path).expanduser()
-    if not p.exists():
-        raise ImageError(f"{path} does not exist ({expected})")
-    if p.is_dir():
-        raise ImageError(f"{path} is a folder ({expected})")
+    problem = file_problem(path)  # missing, unreadable, a folder, a device or a pipe: said as it is
+    if problem:
+        raise ImageError(f"{path} {problem} ({expected})")
     try:
         if not zipfile.is_zipfile(p):
             raise ValueError("not an npz file")
@@ -372,6 +402,7 @@ __all__ = [
     "stream_images_npz",
     "interleave",
     "batched",
+    "not_real_numbers",
     "check_codes",
     "read_codes",
 ]

@@ -21,21 +21,26 @@ import torch
 from torch import nn
 
 from . import hub, nets, objectives, samplers, serialization
-from .configs import BAVAEConfig
+from .configs import COUNT_BOUNDS, BAVAEConfig
 from .errors import InvalidType, InvalidValue, WeightsError, is_int, one_line
 from .files import CARD_NAME, atomic_write, model_files
-from .images import MAX_CODE, check_codes
+from .images import MAX_CODE, check_codes, not_real_numbers
 
 
 def check_count(name: str, value: Any, minimum: int = 1) -> int:
-    """An integer argument (n, steps, n_samples) of at least ``minimum``: one InvalidValue (a ValueError) naming it otherwise."""
-    if not is_int(value) or value < minimum:
-        raise InvalidValue(f"{name} must be an integer >= {minimum}, got {value!r}")
+    """An integer argument (n, steps, n_samples): within its bounds in :data:`bavae.configs.COUNT_BOUNDS` (the
+    command line's too) when the table has it, else of at least ``minimum``; one InvalidValue (a ValueError) naming
+    it otherwise."""
+    least, most = COUNT_BOUNDS.get(name, (minimum, None))
+    if not is_int(value) or value < least or (most is not None and value > most):
+        bounds = f"an integer from {least} to {most}" if most is not None else f"an integer >= {least}"
+        raise InvalidValue(f"{name} must be {bounds}, got {value!r}")
     return value
 
 
 def check_generator(generator: Any, device: Any) -> Any:
-    """None, or a torch.Generator on the device type of the tensors it will draw."""
+    """None, or a torch.Generator on the device of the tensors it will draw (its type, and its index where both
+    have one: cuda:1's generator cannot draw on cuda:0)."""
     if generator is None:
         return None
     if not isinstance(generator, torch.Generator):
@@ -43,13 +48,29 @@ def check_generator(generator: Any, device: Any) -> Any:
             f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or None, "
             f"got {type(generator).__name__} {generator!r}"
         )
-    device = torch.device(device)
-    if generator.device.type != device.type:
+    device, on = torch.device(device), generator.device
+    if on.type != device.type or (on.index is not None and device.index is not None and on.index != device.index):
         raise InvalidValue(
-            f"generator is on {generator.device.type} but the model is on {device}: "
-            f"use torch.Generator({device.type!r}).manual_seed(...)"
+            f"generator is on {on} but the model is on {device}: use torch.Generator({str(device)!r}).manual_seed(...)"
         )
     return generator
+
+
+def check_memory(what: str, nbytes: int, device: torch.device) -> None:
+    """Refuse work whose tensors alone (``nbytes``) could not fit in the memory of ``device``: one line, not an
+    allocator's error (or the kernel's OOM killer) minutes later."""
+    if device.type == "cuda":
+        have = torch.cuda.get_device_properties(device).total_memory
+    else:
+        try:
+            have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # not every platform says
+            return
+    if nbytes > have:
+        raise InvalidValue(
+            f"{what} need {nbytes / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB of {device.type} memory: "
+            "draw them in batches"
+        )
 
 
 class BAVAE(
@@ -112,8 +133,9 @@ class BAVAE(
         if not isinstance(x, torch.Tensor):
             hint = " (convert it with torch.from_numpy)" if type(x).__name__ == "ndarray" else ""
             raise InvalidValue(f"{name}: expected {expected}, got {type(x).__name__}{hint}")
-        if not x.is_floating_point():
-            raise InvalidValue(f"{name}: expected {expected}, got dtype {x.dtype} (convert uint8 images with x / 255)")
+        problem = not_real_numbers(x, "images")  # the meta device, bool, complex, integers
+        if problem:
+            raise InvalidValue(f"{name}: expected {expected}, got {problem}")
         if x.dim() != 4:
             raise InvalidValue(f"{name}: expected {expected}, got rank {x.dim()} with shape {tuple(x.shape)}")
         if tuple(x.shape[1:]) != (c, s, s):
@@ -137,25 +159,16 @@ class BAVAE(
     def check_sample_size(self, n: int) -> None:
         """Refuse an ``n`` whose images alone could not fit in the memory of the model's device."""
         c, s = self.config.channels, self.config.image_size
-        need = n * c * s * s * 4
-        device = self.device
-        if device.type == "cuda":
-            have = torch.cuda.get_device_properties(device).total_memory
-        else:
-            try:
-                have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-            except (ValueError, OSError, AttributeError):  # not every platform says
-                return
-        if need > have:
-            raise InvalidValue(
-                f"n={n} samples of {c}x{s}x{s} need {need / 2**30:,.1f} GiB for the images alone, more than the "
-                f"{have / 2**30:,.1f} GiB of {device.type} memory: draw them in batches "
-                "(`bavae sample --format npz` streams any number to a file)"
-            )
+        check_memory(
+            f"n={n} samples of {c}x{s}x{s} (the images alone; `bavae sample --format npz` streams them to a file)",
+            n * c * s * s * 4,
+            self.device,
+        )
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, n_samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Samples of q(z|x): shape (N, latent_dim), or (N, n_samples, latent_dim) when n_samples > 1."""
+        """Samples of q(z|x): shape (N, latent_dim), or (N, n_samples, latent_dim) when n_samples > 1 (at most
+        ``COUNT_BOUNDS["n_samples"]``, 1024)."""
         check_count("n_samples", n_samples)
         x = self.check_images(x)
         return self.encoder(x, n_samples=n_samples, generator=check_generator(generator, self.device))
@@ -180,6 +193,7 @@ class BAVAE(
         (:attr:`default_sampler`)."""
         if not is_int(n) or n < 1:
             raise InvalidValue(f"n must be a positive integer, got {n!r}")
+        check_memory(f"n={n} codes of size {self.config.latent_dim}", n * self.config.latent_dim * 4, self.device)
         generator = check_generator(generator, self.device)
         kind = self.default_sampler if sampler == "auto" else sampler
         if kind == "prior":
@@ -227,7 +241,8 @@ class BAVAE(
     def interpolate(
         self, x1: torch.Tensor, x2: torch.Tensor, steps: int = 8, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Decodings along the straight line between the codes of x1 and x2: shape (N, steps, C, H, W)."""
+        """Decodings along the straight line between the codes of x1 and x2: shape (N, steps, C, H, W); ``steps``
+        from 2 to 256, as ``bavae interpolate --steps`` (``COUNT_BOUNDS["steps"]``)."""
         check_count("steps", steps, 2)
         generator = check_generator(generator, self.device)
         x1, x2 = self.check_images(x1, "x1"), self.check_images(x2, "x2")
@@ -246,7 +261,8 @@ class BAVAE(
         """Per-image KL(q(z|x) || p(z)) in nats from the trained inference critic (eq. 6 at its optimum = eq. 9).
 
         A lower bound: it is exact only for an optimal critic, and a spectrally normalised critic
-        cannot represent very sharp posteriors.
+        cannot represent very sharp posteriors. ``n_samples``: posterior and prior draws per image, at most 1024
+        (``COUNT_BOUNDS["n_samples"]``).
         """
         check_count("n_samples", n_samples)
         generator = check_generator(generator, self.device)
@@ -390,6 +406,8 @@ class BAVAE(
         if held is not None and held != config.sampler:
             config = config.with_sampler(held)
         serialization.check_header(config, weights_file, header, cls.tensor_shapes(config))
+        state = serialization.load_state(weights_file, map_location)
+        serialization.check_values(weights_file, state)  # finite; a mixture that is one: before a model is built
         # Building runs hundreds of tiny ops (spectral norm's power iterations on every critic layer) whose results
         # the weights then overwrite: intra-op threads would only add barriers there. Build single-threaded.
         threads = torch.get_num_threads()
@@ -399,7 +417,7 @@ class BAVAE(
         finally:
             torch.set_num_threads(threads)
         try:
-            model.load_state_dict(serialization.load_state(weights_file, map_location))
+            model.load_state_dict(state)
         except RuntimeError as e:  # what the header check cannot see (spectral norm's vectors): still one line
             raise WeightsError(f"{weights_file} does not match its config: {one_line(e)}") from None
         return model.to(map_location).eval()
@@ -414,4 +432,13 @@ class BAVAE(
         return {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
 
 
-__all__ = ["BAVAE", "BAVAEConfig", "WeightsError", "MAX_CODE", "check_codes", "check_count", "check_generator"]
+__all__ = [
+    "BAVAE",
+    "BAVAEConfig",
+    "WeightsError",
+    "MAX_CODE",
+    "check_codes",
+    "check_count",
+    "check_generator",
+    "check_memory",
+]

@@ -18,6 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from .configs import BAVAEConfig
 from .errors import WeightsError, one_line
 from .files import CONFIG_NAME, WEIGHTS_NAME, atomic_write, hash_problem
 
@@ -103,6 +104,105 @@ def load_state(weights_file: str | os.PathLike, device: Any = "cpu") -> dict[str
         raise WeightsError(f"{weights_file} is not a readable safetensors file: {one_line(e)}") from None
 
 
+def check_values(weights_file: str | os.PathLike, state: dict[str, torch.Tensor]) -> None:
+    """What a header cannot show: every floating-point tensor is finite (a diverged or corrupt checkpoint has the
+    right shapes), and a fitted mixture (``latent_sampler.*``) is one: weights positive and summing to 1, Cholesky
+    factors lower-triangular with a positive diagonal (so each covariance is positive-definite). A WeightsError
+    names the file and the tensor.
+
+    Finiteness is read from one sum per tensor (NaN and inf propagate through a sum), taken in float32 (float64 for
+    float64 tensors), where the bundled float16 weights cannot overflow; a sum that is not finite is confirmed
+    element by element (a float32 sum of huge finite values may overflow). isfinite() itself, on float16, is
+    several times slower than the load. What this costs a cold `bavae sample`: benchmarks/cold_start.py."""
+    floats = [(name, t) for name, t in state.items() if t.is_floating_point() and t.numel()]
+    sums = [t.sum(dtype=torch.float64 if t.dtype == torch.float64 else torch.float32) for _, t in floats]
+    if sums and not bool(torch.stack(sums).isfinite().all()):
+        for (name, t), total in zip(floats, sums):
+            if bool(total.isfinite()) or bool(torch.isfinite(t).all()):
+                continue
+            nan, inf = int(t.isnan().sum()), int(t.isinf().sum())
+            held = " and ".join(f"{k} {what}" for k, what in ((nan, "NaN"), (inf, "inf")) if k)
+            raise WeightsError(
+                f"{weights_file}: {name} holds {held} of its {t.numel()} values (not finite): the file is corrupt "
+                "or the training that wrote it diverged; it was not loaded"
+            )
+    where = f"{weights_file}: the fitted mixture (latent_sampler) is not a valid distribution"
+    weights, scale_tril = state.get("latent_sampler.weights"), state.get("latent_sampler.scale_tril")
+    if weights is not None:
+        w = weights.detach().double().cpu()
+        if w.numel() and w.min() <= 0:
+            k = int(w.argmin())
+            raise WeightsError(
+                f"{where}: latent_sampler.weights, its component weights, must all be positive (> 0); component {k} "
+                f"has {w[k].item():.4g}"
+            )
+        tolerance = max(1e-3, torch.finfo(weights.dtype).eps)  # float32 sums of K weights are off by ~K x 1e-7
+        if abs(w.sum().item() - 1) > tolerance:
+            raise WeightsError(
+                f"{where}: latent_sampler.weights, its component weights, must sum to 1 (within {tolerance:.3g}); "
+                f"they sum to {w.sum().item():.6g}"
+            )
+    if scale_tril is not None and scale_tril.dim() == 3:
+        L = scale_tril.detach().cpu()
+        diagonal = L.diagonal(dim1=-2, dim2=-1)
+        if diagonal.numel() and diagonal.min() <= 0:
+            k, i = divmod(int(diagonal.argmin()), diagonal.shape[1])
+            raise WeightsError(
+                f"{where}: latent_sampler.scale_tril, the Cholesky factors of its covariances, must have a positive "
+                f"diagonal (a covariance is positive-definite); component {k} has {diagonal[k, i].item():.4g} at "
+                f"[{i}, {i}]"
+            )
+        upper = torch.triu(L, diagonal=1)
+        if bool((upper != 0).any()):
+            k, i, j = (int(v) for v in (upper != 0).nonzero()[0])
+            raise WeightsError(
+                f"{where}: latent_sampler.scale_tril, the Cholesky factors of its covariances, must be "
+                f"lower-triangular; component {k} has {L[k, i, j].item():.4g} above the diagonal at [{i}, {j}]"
+            )
+
+
+def run_files_problem(folder: Path, meta: dict[str, Any], state_file: Path) -> str | None:
+    """Whether the model files of a run folder are the model its training state trains, which resuming will write
+    over them: ``config.json`` holds the state's model config (but for the latent sampler, fitted at the end) and
+    ``model.safetensors`` the names and shapes of the state's EMA model (``ema.*``, spectral norm and all). Values
+    are not compared: a run killed between its two saves has an older model beside a newer state. None when they
+    agree, or are not there yet (a run killed before its first save); else what differs, in a few words."""
+    config_file, weights_file = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    differ: list[str] = []
+    if config_file.exists():
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            return f"{CONFIG_NAME} cannot be read as the run's model config ({one_line(e)})"
+        if not isinstance(config, dict):
+            return f"{CONFIG_NAME} holds no model config (a JSON {type(config).__name__})"
+        defaults, recorded = BAVAEConfig.defaults(), meta.get("model_config") or {}
+        for k in sorted((set(config) | set(recorded)) - {"sampler", "default_sampler"}):
+            mine, theirs = config.get(k, defaults.get(k)), recorded.get(k, defaults.get(k))
+            if mine != theirs:
+                differ.append(f"{CONFIG_NAME} has {k} {json.dumps(mine)}, the training state {json.dumps(theirs)}")
+    if weights_file.exists():
+        try:
+            header = {k: v for k, v in read_header(weights_file).items() if not k.startswith("latent_sampler.")}
+        except WeightsError as e:
+            return one_line(e)
+        try:
+            with safe_open(str(state_file), framework="pt") as f:
+                ema = {k[4:]: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith("ema.")}
+        except Exception as e:  # safetensors raises its own error types on a damaged file
+            raise WeightsError(f"cannot read the training state {state_file}: {one_line(e)}") from None
+        ema = {k: v for k, v in ema.items() if not k.startswith("latent_sampler.")}
+        names = [k for k in ema if header.get(k) != ema[k]] + [k for k in header if k not in ema]
+        for k in names[:1]:
+            mine = list(header[k]) if k in header else "nothing"
+            theirs = list(ema[k]) if k in ema else "nothing"
+            more = f" ({len(names)} tensors differ)" if len(names) > 1 else ""
+            differ.append(f"{WEIGHTS_NAME} has {k} {mine}, the training state's model {theirs}{more}")
+    if not differ:
+        return None
+    return "; ".join(differ[:3]) + (f"; and {len(differ) - 3} more" if len(differ) > 3 else "")
+
+
 # ------------------------------------------------------------------------------------------------ training states
 STATE_KEY = "bavae_training_state"  # the metadata entry that holds a checkpoint's JSON
 
@@ -159,6 +259,8 @@ __all__ = [
     "header_sampler",
     "check_header",
     "load_state",
+    "check_values",
+    "run_files_problem",
     "optimizer_tensors",
     "load_optimizer",
     "save_training_state",

@@ -36,6 +36,7 @@ from . import data, serialization, zoo
 from .configs import BAVAEConfig, TrainConfig
 from .devices import resolve_device
 from .errors import BAVAEError
+from .files import CONFIG_NAME, WEIGHTS_NAME
 from .images import looks_colour, save_grid
 from .model import BAVAE
 from .samplers import fit_latent_sampler
@@ -46,6 +47,35 @@ STATE_NAME = "training_state.safetensors"
 
 class TrainingError(BAVAEError, RuntimeError):
     """A run that cannot go on; the message says why and what to do."""
+
+
+# ------------------------------------------------------------------------------------------------ resuming
+def check_run_files(out: Path, meta: dict[str, Any], label: str) -> None:
+    """Refuse to resume a run folder whose model files are not its training state's model (a zoo model copied in,
+    an edited config.json): resuming writes the run's own model over them. ``label`` starts the message."""
+    problem = serialization.run_files_problem(out, meta, out / STATE_NAME)
+    if problem:
+        raise TrainingError(
+            f"{label}: its {CONFIG_NAME} and {WEIGHTS_NAME} are not the model of its training state ({problem}); "
+            f"resuming would overwrite them, so nothing was changed: move them out of {out} (or put this run's own "
+            "back), then resume"
+        )
+
+
+def check_unfinished(out: Path, step: int, total_steps: int, cfg: TrainConfig, label: str) -> None:
+    """Refuse to resume a run that has taken all its steps, unless its latent sampler is still to be fitted (a run
+    stopped while fitting it): there is nothing left to do, and nothing is written."""
+    if step < total_steps:
+        return
+    weights = out / WEIGHTS_NAME
+    if cfg.sampler_components > 0 and weights.is_file():
+        if serialization.header_sampler(serialization.read_header(weights)) is None:
+            return  # resuming fits the sampler, as the end of the run would have
+    planned = f"--steps {cfg.steps}" if cfg.epochs is None else f"--epochs {cfg.epochs:g} ({total_steps} steps)"
+    raise TrainingError(
+        f"{label}: the run is finished: it was saved at step {step}, the last of {planned}; to train it further, "
+        f"give it more steps, e.g. `bavae train --resume {out} --steps {2 * max(step, 1)}`"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ one step
@@ -295,6 +325,7 @@ def train(cfg: TrainConfig) -> Path:
     # ---- model config: from a checkpoint (resume), a pretrained model (fine-tune), or scratch ----
     if resuming:
         tensors, meta = read_training_state(out / STATE_NAME)
+        check_run_files(out, meta, str(out))  # (bavae train has checked; the API has not)
         config = BAVAEConfig.from_dict(meta["model_config"])
     elif cfg.init:
         pretrained = zoo.load(cfg.init, device="cpu")
@@ -317,6 +348,8 @@ def train(cfg: TrainConfig) -> Path:
         raise TrainingError(not_one_batch(len(dataset), cfg.batch_size, world, "add images"))
     # a step takes critic_steps batches (the encoder/decoder reuse the last one)
     total_steps = math.ceil(cfg.epochs * batches_per_epoch / cfg.critic_steps) if cfg.epochs else cfg.steps
+    if resuming:  # (bavae train has checked a run of --steps; one of --epochs needed the data)
+        check_unfinished(out, meta["step"], total_steps, cfg, str(out))
 
     # ---- model, EMA, optimisers: resumed, started from --init, or from scratch ----
     model = BAVAE(config)  # after the data, which draws no torch RNG: the weights are initialised as before

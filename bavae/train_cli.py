@@ -23,9 +23,17 @@ from tqdm.auto import tqdm
 from . import data, zoo
 from .configs import BAVAEConfig, TrainConfig, model_options
 from .errors import BAVAEError, ConfigError, one_line
-from .files import check_output_folder
+from .files import check_output_folder, file_problem
 from .options import field_options, flag
-from .train import STATE_NAME, TrainingError, batch_hint, read_training_state, train
+from .train import (
+    STATE_NAME,
+    TrainingError,
+    batch_hint,
+    check_run_files,
+    check_unfinished,
+    read_training_state,
+    train,
+)
 
 _MODEL_OPTIONS = {f.name: f for f in model_options()}
 
@@ -86,19 +94,10 @@ def _command_config(ctx: click.Context, config_file: str | None, resume: str | N
     from_file = _read_config_file(config_file) if config_file else {}
     given |= set(from_file)
     values: dict[str, Any] = {}
+    meta = None
     if resume:
-        for name in _MODEL_OPTIONS:  # before the state is read: the refusal does not depend on it
-            if name in given and not _MODEL_OPTIONS[name].metadata.get("finetune"):
-                raise TrainingError(
-                    f"{_flag(name)} cannot be combined with --resume: --resume {resume} continues with the run's "
-                    f"own model; drop {_flag(name)}"
-                )
-        folder = Path(resume).expanduser()
-        if not folder.is_dir():
-            raise TrainingError(f"--resume {resume} {'is a file' if folder.exists() else 'does not exist'}")
-        if not (folder / STATE_NAME).is_file():
-            raise TrainingError(f"--resume {resume}: no {STATE_NAME} there (is it a bavae train --out folder?)")
-        values.update(_flat(read_training_state(folder / STATE_NAME, tensors=False)[1]["train_config"]))
+        meta = _resumed(resume, explicit, from_file, given, config_file)
+        values.update(_flat(meta["train_config"]))
         values["out"] = resume
     values.update(from_file)
     if resume is None:  # defaults fill in what neither the file nor the command line said
@@ -107,6 +106,11 @@ def _command_config(ctx: click.Context, config_file: str | None, resume: str | N
     values["objective_weights"] = _weights(weight_items, values.get("objective_weights"))
     cfg = _config(values)
     _validate(cfg, frozenset(given))
+    if meta is not None:  # the folder's model files are its run's, and the run has steps left
+        folder = Path(resume).expanduser()
+        check_run_files(folder, meta, f"--resume {resume}")
+        if cfg.epochs is None:  # (a run of --epochs needs its data to count its steps: train() checks it)
+            check_unfinished(folder, int(meta["step"]), cfg.steps, cfg, f"--resume {resume}")
     if cfg.init:  # the model's own config decides: record none of its options (train_config.json, the card)
         cfg.model = {k: v for k, v in cfg.model.items() if _MODEL_OPTIONS[k].metadata.get("finetune")}
     if resume is None and (Path(cfg.out) / STATE_NAME).exists():  # never continue or clobber silently
@@ -117,10 +121,75 @@ def _command_config(ctx: click.Context, config_file: str | None, resume: str | N
     return cfg
 
 
+# What a resumed run keeps: its model (every model option that --init refuses too) and these options, which make it
+# the run it is. --data-dir may change (the data moved), and so may the length and pace of the run.
+_RUN_OPTIONS = ("dataset", "init", "out")
+
+
+def _resumed(
+    resume: str, explicit: dict[str, Any], from_file: dict[str, Any], given: set[str], config_file: str | None
+) -> dict[str, Any]:
+    """The training state's JSON of the run in ``resume``, once the options given with --resume are known not to
+    contradict it: a model option, --dataset, --init or --out with another value than the run's is refused in one
+    line naming both (one with the run's own value is dropped: it changes nothing)."""
+    folder = Path(resume).expanduser()
+    state = folder / STATE_NAME
+    try:
+        meta = read_training_state(state, tensors=False)[1] if state.is_file() else None
+    except BAVAEError:
+        meta = None  # refused below, once the options have been
+    model = (meta or {}).get("model_config") or {}
+    run = _flat((meta or {}).get("train_config") or {})
+
+    def value(name: str) -> tuple[Any, str]:
+        source = f" (from --config {config_file})" if name not in explicit else ""
+        return explicit[name] if name in explicit else from_file[name], source
+
+    for name in sorted(given & set(_MODEL_OPTIONS)):  # before the state is checked: this refusal needs none
+        if _MODEL_OPTIONS[name].metadata.get("finetune"):
+            continue
+        mine, source = value(name)
+        if name in model and mine == model[name]:
+            explicit.pop(name, None), from_file.pop(name, None), given.discard(name)
+            continue
+        theirs = f"the run in {resume} has {_flag(name)} {_shown(model[name])}; " if name in model else ""
+        raise TrainingError(
+            f"{_flag(name)} {_shown(mine)}{source} cannot be combined with --resume: {theirs}--resume {resume} "
+            f"continues with the run's own model; drop {_flag(name)}"
+        )
+    if not folder.is_dir():
+        raise TrainingError(f"--resume {resume} {'is a file' if folder.exists() else 'does not exist'}")
+    if not state.is_file():
+        raise TrainingError(f"--resume {resume}: no {STATE_NAME} there (is it a bavae train --out folder?)")
+    if meta is None:
+        read_training_state(state, tensors=False)  # raises, naming the file and what is wrong with it
+    for name in _RUN_OPTIONS:
+        if name not in given:
+            continue
+        mine, source = value(name)
+        theirs = run.get(name)
+        same = mine == theirs or (name == "out" and Path(mine).expanduser().resolve() == folder.resolve())
+        if same:
+            explicit.pop(name, None), from_file.pop(name, None), given.discard(name)
+            continue
+        if name == "out":
+            why = f"--resume {resume} continues the run in its own folder; drop --out"
+        else:
+            was = f"{_flag(name)} {theirs}" if theirs is not None else f"no {_flag(name)}"
+            why = f"the run in {resume} was started with {was}, and a resumed run keeps it; drop {_flag(name)}"
+        raise TrainingError(f"{_flag(name)} {_shown(mine)}{source} contradicts --resume {resume}: {why}")
+    return meta
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _read_config_file(path: str) -> dict[str, Any]:
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise TrainingError(f"--config {path} {'is a folder' if p.is_dir() else 'does not exist'}")
+    problem = file_problem(p)  # missing, a folder, unreadable, a device or a pipe: said as it is
+    if problem:
+        raise TrainingError(f"--config {path} {problem}")
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -278,7 +347,7 @@ def _params() -> list[click.Parameter]:
     cut = [p.name for p in run].index("limit") + 1
     config = click.Option(
         ["config_file", "--config"],
-        type=click.Path(dir_okay=False),
+        type=click.Path(readable=False),  # a folder, an unreadable file: refused by _read_config_file, in one line
         help="JSON or YAML file of options; the command line wins.",
     )
     resume = click.Option(["--resume"], default=None, help="Continue the run in this folder (its options are reused).")

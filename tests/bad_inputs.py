@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+CAPS = "dac_override,dac_read_search,fowner"  # what lets root read, write and chmod any file (dropped for `perm`)
 HEAVY = ("model", "data", "train", "hub")  # what a case may have done before refusing (see `late`)
 TRAIN_RUN = "--limit 64 --batch-size 16 --steps 2 --sample-every 0 --sampler-components 0 --log-every 1"
 TRAIN_MODEL = "--width 4 --latent-dim 4 --posterior-noise-dim 4"  # not with --init or --resume, which refuse them
@@ -67,6 +68,7 @@ class Case:
     may: tuple[str, ...] = ()  # heavy work this case may do before refusing (it cannot be checked without it)
     timeout: float = 60.0
     env: dict[str, str] = field(default_factory=dict)  # extra environment: the case runs in its own process
+    drop_caps: bool = False  # run without the capabilities that let root ignore file modes (see `perm`)
 
 
 def cli(id: str, argv: str, expect: str, **kw: Any) -> Case:
@@ -75,6 +77,19 @@ def cli(id: str, argv: str, expect: str, **kw: Any) -> Case:
 
 def api(id: str, code: str, expect: str) -> Case:
     return Case(id, code, expect, "api")
+
+
+def perm(id: str, argv: str, expect: str, **kw: Any) -> Case:
+    """A CLI case about file modes: run by a second fork server started under ``setpriv`` without the capabilities
+    that let root read and write any file (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER), so that a mode-000
+    file is as unreadable to root as to anyone."""
+    return Case(id, argv, expect, "cli", drop_caps=True, **kw)
+
+
+def resume(id: str, extra: str, expect: str, **kw: Any) -> Case:
+    """`bavae train --resume` of a copy of a real 2-step run (see make_sandbox), with nothing else on the line but
+    ``extra``: a wrong success trains two steps of a tiny model."""
+    return Case(f"resume: {id}", f"train {extra}", expect, "cli", **kw)
 
 
 def train(id: str, extra: str, expect: str, fast: bool = True, **kw: Any) -> Case:
@@ -391,6 +406,244 @@ CASES: list[Case] = [
         "__import__('bavae.eval').eval.evaluate(m, 'dsprites', settings=__import__('bavae.eval').eval.EvalSettings(n_samples=100, n_test=100))",
         r"dsprites.*64.*32|32.*dsprites.*64",
     ),
+    # ================================================================================================ issue 22
+    # ---- values: a model's tensors are finite; a mixture's weights positive, summing to 1; its Cholesky factors
+    # with a positive diagonal (each refusal names the file and the tensor, before a model is built)
+    cli(
+        "values: all-NaN weights",
+        "sample -m nanweights -o x.png",
+        r"nanweights/model\.safetensors.*(encoder|decoder|critic)\.[\w.]+.*(NaN|not finite)",
+    ),
+    cli(
+        "values: all-inf weights",
+        "sample -m infweights -o x.png",
+        r"infweights/model\.safetensors.*(encoder|decoder|critic)\.[\w.]+.*(inf|not finite)",
+    ),
+    cli(
+        "values: one NaN in the decoder",
+        "sample -m onenan -o x.png",
+        r"onenan/model\.safetensors.*decoder\.[\w.]+.*(1 NaN|NaN)",
+    ),
+    cli(
+        "values: -inf in a critic",
+        "sample -m critinf -o x.png",
+        r"critinf/model\.safetensors.*generative_critic\.[\w.]+.*(inf|not finite)",
+    ),
+    cli(
+        "values: NaN weights, --sampler prior",
+        "sample -m nanweights --sampler prior -o x.png",
+        r"nanweights/model\.safetensors.*(NaN|not finite)",
+    ),
+    cli(
+        "values: NaN weights, decode",
+        "decode good_codes.npz -m nanweights -o d.png",
+        r"nanweights/model\.safetensors.*(NaN|not finite)",
+    ),
+    cli(
+        "values: NaN weights, eval",
+        "eval nanweights --n-test 100 --n-samples 100",
+        r"nanweights/model\.safetensors.*(NaN|not finite)",
+    ),
+    cli(
+        "values: NaN weights, fit-sampler",
+        "fit-sampler nanweights --out refit",
+        r"nanweights/model\.safetensors.*(NaN|not finite)",
+    ),
+    cli(
+        "values: gmm zero diagonal",
+        "sample -m gmm_zerodiag -o x.png",
+        r"gmm_zerodiag/model\.safetensors.*latent_sampler\.scale_tril.*(diagonal|positive)",
+    ),
+    cli(
+        "values: gmm negative diagonal",
+        "sample -m gmm_negdiag -o x.png",
+        r"gmm_negdiag/model\.safetensors.*latent_sampler\.scale_tril.*(diagonal|positive)",
+    ),
+    cli(
+        "values: gmm upper triangle",
+        "sample -m gmm_upper -o x.png",
+        r"gmm_upper/model\.safetensors.*latent_sampler\.scale_tril.*(lower.triangular|above the diagonal)",
+    ),
+    cli(
+        "values: gmm inf scale_tril",
+        "sample -m gmm_infscale -o x.png",
+        r"gmm_infscale/model\.safetensors.*latent_sampler\.scale_tril.*(inf|not finite)",
+    ),
+    cli(
+        "values: gmm NaN means",
+        "sample -m gmm_nanmean -o x.png",
+        r"gmm_nanmean/model\.safetensors.*latent_sampler\.means.*(NaN|not finite)",
+    ),
+    cli(
+        "values: gmm negative weight",
+        "sample -m gmm_negweight -o x.png",
+        r"gmm_negweight/model\.safetensors.*latent_sampler\.weights.*(positive|> 0)",
+    ),
+    cli(
+        "values: gmm zero weight",
+        "sample -m gmm_zeroweight -o x.png",
+        r"gmm_zeroweight/model\.safetensors.*latent_sampler\.weights.*(positive|> 0)",
+    ),
+    cli(
+        "values: gmm weights sum 0.5",
+        "sample -m gmm_halfsum -o x.png",
+        r"gmm_halfsum/model\.safetensors.*latent_sampler\.weights.*sum.*0\.5",
+    ),
+    cli(
+        "values: gmm weights sum 2",
+        "sample -m gmm_twosum -o x.png",
+        r"gmm_twosum/model\.safetensors.*latent_sampler\.weights.*sum.*\b2\b",
+    ),
+    cli(
+        "values: gmm negative weight, npz",
+        "sample -m gmm_negweight -n 8 -o s.npz",
+        r"gmm_negweight/model\.safetensors.*latent_sampler\.weights",
+    ),
+    api("values: load(NaN weights)", "bavae.load('nanweights')", r"nanweights/model\.safetensors.*(NaN|not finite)"),
+    api(
+        "values: load(gmm negative weight)",
+        "bavae.load('gmm_negweight')",
+        r"gmm_negweight/model\.safetensors.*latent_sampler\.weights",
+    ),
+    api(
+        "values: from_files(inf weights)",
+        "bavae.BAVAE.from_files(bavae.BAVAEConfig(width=4, latent_dim=4, posterior_noise_dim=4), "
+        "'infweights/model.safetensors')",
+        r"infweights/model\.safetensors.*(inf|not finite)",
+    ),
+    # ---- --resume: the folder's model files agree with its training state; the options agree with the run's
+    resume(
+        "model files of another model",
+        "--resume swapped",
+        all_of("swapped", r"config\.json", "width", r"\b8\b", r"\b4\b", "training.state"),
+    ),
+    resume(
+        "weights of another model",
+        "--resume wrongweights",
+        all_of("wrongweights", r"model\.safetensors", r"(encoder|decoder|critic)\.[\w.]+", "training.state"),
+    ),
+    resume("edited config.json", "--resume editedcfg", all_of("editedcfg", "objective", "paper", "informative")),
+    resume("config.json not JSON", "--resume badjsonrun", all_of("badjsonrun", r"config\.json", "JSON")),
+    resume("other model, more --steps", "--resume swapped2 --steps 6", all_of("swapped2", r"config\.json", "width")),
+    resume("a finished run", "--resume done", all_of("--resume done", "finished", r"step 2", "--steps")),
+    resume("a finished run, --steps 2", "--resume done --steps 2", all_of("done", "finished", r"step 2")),
+    resume(
+        "folder run, --dataset fashion-mnist",
+        "--resume folderrun --dataset fashion-mnist",
+        all_of("--dataset fashion-mnist", r"\bfolder\b", "folderrun"),
+    ),
+    resume(
+        "--dataset folder",
+        "--resume p_dataset --dataset folder --data-dir fewpics",
+        all_of(r"--dataset folder", "fashion-mnist"),
+    ),
+    resume(
+        "--dataset in --config",
+        "--resume p_config --config dsprites.json",
+        all_of("dsprites", "fashion-mnist"),
+    ),
+    resume("--arch mlp", "--resume p_arch --arch mlp", all_of("--arch mlp", "dcgan")),
+    resume("--image-size 64", "--resume p_size --image-size 64", all_of("--image-size 64", r"\b32\b")),
+    resume("--channels 3", "--resume p_channels --channels 3", all_of("--channels 3", r"\b1\b")),
+    resume("--init tiny", "--resume p_init --init tiny", all_of("--init", "--resume")),
+    resume("--out elsewhere", "--resume p_out --out runs/other", all_of("--out runs/other", "p_out")),
+    resume("a damaged state", "--resume fakerun", all_of("fakerun", "training.state")),
+    # ---- bounds: npz -n has a ceiling (and a free-disk check, tests/test_bad_inputs.py); the API's counts share
+    # the command line's
+    cli(
+        "bounds: sample -n 10**9 npz",
+        f"sample {M} -n 1000000000 -o s.npz",
+        all_of("-n", "1000000000", r"(at most|ceiling)"),
+        timeout=15,
+    ),
+    cli(
+        "bounds: sample -n 3*10**8 npz",
+        f"sample {M} -n 300000000 -o s.npz",
+        all_of("-n", "300000000", r"(at most|ceiling)"),
+        timeout=15,
+    ),
+    cli(
+        "bounds: sample -n ceiling+1 --format npz",
+        f"sample {M} -n 1000001 --format npz -o s.bin",
+        all_of("-n", "1000001", r"(at most|ceiling)"),
+        timeout=15,
+    ),
+    api("bounds: interpolate(steps=10**9)", "m.interpolate(x[:1], x[1:2], steps=10**9)", all_of("steps", "256")),
+    api("bounds: interpolate(steps=257)", "m.interpolate(x[:1], x[1:2], steps=257)", all_of("steps", "257", "256")),
+    api("bounds: encode(n_samples=10**9)", "m.encode(x, n_samples=10**9)", all_of("n_samples", "1000000000")),
+    api("bounds: kl_estimate(n_samples=10**9)", "m.kl_estimate(x, n_samples=10**9)", all_of("n_samples", "1000000000")),
+    api("bounds: encode(n_samples=True)", "m.encode(x, n_samples=True)", all_of("n_samples", "True")),
+    api("bounds: sample_codes(10**12)", "m.sample_codes(10**12)", r"1000000000000.*(memory|GiB|TiB)"),
+    # ---- files that exist but cannot be read as asked: permission denied, not a regular file, a folder; `-`
+    perm("files: config.json mode 000", "sample -m unreadcfg -o x.png", r"unreadcfg/config\.json.*permission denied"),
+    perm(
+        "files: model.safetensors mode 000",
+        "sample -m unreadweights -o x.png",
+        r"unreadweights/model\.safetensors.*permission denied",
+    ),
+    perm("files: model folder mode 000", "sample -m lockedmodel -o x.png", r"lockedmodel.*permission denied"),
+    perm("files: decode npz mode 000", f"decode unread.npz {M} -o d.png", r"unread\.npz.*permission denied"),
+    perm("files: image mode 000", f"reconstruct unread.png {M} -o r.png", r"unread\.png.*permission denied"),
+    perm("files: --config mode 000", "train --config unread.json --out runs/t", r"unread\.json.*permission denied"),
+    perm(
+        "files: --data-dir mode 000",
+        "train --dataset folder --data-dir lockeddir --out runs/t",
+        r"lockeddir.*permission denied",
+    ),
+    perm("files: -o in a read-only folder", f"sample {M} -o lockedout/x.png", r"lockedout/x\.png.*permission denied"),
+    perm("files: -o a read-only file", f"sample {M} -o readonly.png", r"readonly\.png.*permission denied"),
+    cli(
+        "files: model.safetensors -> /dev/zero",
+        "sample -m devweights -o x.png",
+        r"devweights/model\.safetensors.*not a regular file",
+    ),
+    cli("files: config.json -> /dev/null", "sample -m devcfg -o x.png", r"devcfg/config\.json.*not a regular file"),
+    cli("files: config.json a folder", "sample -m dircfg -o x.png", r"dircfg/config\.json.*(is a folder|directory)"),
+    cli(
+        "files: model.safetensors a folder",
+        "sample -m dirweights -o x.png",
+        r"dirweights/model\.safetensors.*(is a folder|directory)",
+    ),
+    cli(
+        "files: model.safetensors a fifo",
+        "sample -m fifoweights -o x.png",
+        r"fifoweights/model\.safetensors.*not a regular file",
+        timeout=15,
+    ),
+    cli("files: decode npz -> /dev/zero", f"decode dev.npz {M} -o d.png", r"dev\.npz.*not a regular file"),
+    cli("files: decode a fifo", f"decode fifo.npz {M} -o d.png", r"fifo\.npz.*not a regular file", timeout=15),
+    cli("files: decode a folder .npz", f"decode adir.npz {M} -o d.png", r"adir\.npz.*(is a folder|directory)"),
+    cli("files: image -> /dev/zero", f"reconstruct dev.png {M} -o r.png", r"dev\.png.*not a regular file"),
+    cli("files: image a fifo", f"reconstruct fifo.png {M} -o r.png", r"fifo\.png.*not a regular file", timeout=15),
+    cli(
+        "files: --config -> /dev/null",
+        "train --config devnull.json --out runs/t",
+        r"devnull\.json.*not a regular file",
+    ),
+    cli("files: sample -o -", f"sample {M} -o -", r"'-'.*(stdout|standard output)"),
+    cli("files: encode -o -", f"encode pics/a.png {M} -o -", r"'-'.*(stdout|standard output)"),
+    cli("files: decode -", f"decode - {M} -o d.png", r"(stdin|standard input)"),
+    cli("files: reconstruct -", f"reconstruct - {M} -o r.png", r"(stdin|standard input)"),
+    # ---- the API's tensor checks: meta tensors, complex and boolean dtypes (and codes from a file)
+    api("tensors: encode(meta x)", "m.encode(x.to('meta'))", r"\bx\b.*meta"),
+    api("tensors: reconstruct(meta x)", "m.reconstruct(x.to('meta'))", r"\bx\b.*meta"),
+    api("tensors: kl_estimate(meta x)", "m.kl_estimate(x.to('meta'))", r"\bx\b.*meta"),
+    api("tensors: interpolate(meta x2)", "m.interpolate(x[:1], x[1:2].to('meta'))", r"x2.*meta"),
+    api("tensors: decode(meta z)", "m.decode(torch.zeros(2, 4, device='meta'))", r"\bz\b.*meta"),
+    api("tensors: decode(bool z)", "m.decode(torch.zeros(2, 4, dtype=torch.bool))", r"^(?!.*integer).*bool"),
+    api("tensors: decode(complex z)", "m.decode(torch.zeros(2, 4, dtype=torch.complex64))", r"^(?!.*integer).*complex"),
+    api("tensors: encode(bool x)", "m.encode(torch.zeros(2, 1, 32, 32, dtype=torch.bool))", r"^(?!.*uint8).*bool"),
+    api(
+        "tensors: encode(complex x)",
+        "m.encode(torch.zeros(2, 1, 32, 32, dtype=torch.complex64))",
+        r"^(?!.*uint8).*complex",
+    ),
+    cli("tensors: decode bool codes", f"decode bool_codes.npz {M} -o d.png", r"^(?!.*integer).*bool_codes\.npz.*bool"),
+    cli(
+        "tensors: decode complex codes",
+        f"decode complex_codes.npz {M} -o d.png",
+        r"^(?!.*integer).*complex_codes\.npz.*complex",
+    ),
 ]
 
 
@@ -472,6 +725,170 @@ def make_sandbox(root: Path) -> None:
     (root / "list.json").write_text("[1, 2]")
     (root / "typo.json").write_text('{"stepz": 3}')
     (root / "textema.json").write_text('{"ema_decay": "high"}')
+    _issue22_sandbox(root)
+
+
+def _edit_tensors(folder: Path, edit: Any, name: str = "model.safetensors") -> None:
+    """Rewrite a safetensors file of ``folder`` with ``edit(tensors)`` applied (its metadata kept)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = folder / name
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(str(path))
+    edit(tensors)
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def _edit_run(folder: Path, **train_config: Any) -> None:
+    """Change a run's recorded options, in its training state's metadata and in train_config.json alike."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "training_state.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+    meta = json.loads(metadata["bavae_training_state"])
+    meta["train_config"].update(train_config)
+    save_file(load_file(str(path)), str(path), metadata={**metadata, "bavae_training_state": json.dumps(meta)})
+    config = json.loads((folder / "train_config.json").read_text())
+    (folder / "train_config.json").write_text(json.dumps({**config, **train_config}, indent=2))
+
+
+def _issue22_sandbox(root: Path) -> None:
+    """Issue 22's fixtures: corrupt values, run folders to resume, files that exist but cannot be read as asked."""
+    import numpy as np
+    import torch
+
+    from bavae import BAVAE, BAVAEConfig
+    from bavae.samplers import GaussianMixtureSampler
+
+    tiny = root / "tiny"
+    # -- values
+    for name, edit in {
+        "nanweights": lambda t: [v.fill_(float("nan")) for v in t.values() if v.is_floating_point()],
+        "infweights": lambda t: [v.fill_(float("inf")) for v in t.values() if v.is_floating_point()],
+        "onenan": lambda t: t[sorted(k for k in t if k.startswith("decoder."))[0]].view(-1)[0].fill_(float("nan")),
+        "critinf": lambda t: (
+            t[sorted(k for k in t if k.startswith("generative_critic."))[0]].view(-1)[0].fill_(float("-inf"))
+        ),
+    }.items():
+        shutil.copytree(tiny, root / name)
+        _edit_tensors(root / name, edit)
+    torch.manual_seed(0)
+    model = BAVAE(BAVAEConfig(width=4, latent_dim=4, posterior_noise_dim=4))
+    mixture = GaussianMixtureSampler(2, 4)
+    mixture.weights.copy_(torch.tensor([0.25, 0.75]))
+    mixture.means.copy_(torch.randn(2, 4))
+    model.set_latent_sampler(mixture)
+    model.save_pretrained(root / "gmm")
+
+    def set_(key: str, index: Any, value: float):
+        return lambda t: t[key].__setitem__(index, value)
+
+    for name, edit in {
+        "gmm_zerodiag": set_("latent_sampler.scale_tril", (1, 2, 2), 0.0),
+        "gmm_negdiag": set_("latent_sampler.scale_tril", (0, 0, 0), -1.0),
+        "gmm_upper": set_("latent_sampler.scale_tril", (0, 0, 3), 0.5),
+        "gmm_infscale": set_("latent_sampler.scale_tril", (0, 1, 0), float("inf")),
+        "gmm_nanmean": set_("latent_sampler.means", (1, 0), float("nan")),
+        "gmm_negweight": lambda t: t["latent_sampler.weights"].copy_(torch.tensor([-0.5, 1.5])),
+        "gmm_zeroweight": lambda t: t["latent_sampler.weights"].copy_(torch.tensor([0.0, 1.0])),
+        "gmm_halfsum": lambda t: t["latent_sampler.weights"].copy_(torch.tensor([0.25, 0.25])),
+        "gmm_twosum": lambda t: t["latent_sampler.weights"].copy_(torch.tensor([1.0, 1.0])),
+    }.items():
+        shutil.copytree(root / "gmm", root / name)
+        _edit_tensors(root / name, edit)
+    np.savez(root / "good_codes.npz", codes=np.zeros((3, 4), np.float32), model=np.array("tiny"))
+    np.savez(root / "bool_codes.npz", codes=np.zeros((3, 4), bool), model=np.array("tiny"))
+    np.savez(root / "complex_codes.npz", codes=np.zeros((3, 4), np.complex64), model=np.array("tiny"))
+
+    # -- runs to resume: a real 2-step run ("done", finished), and copies recorded as 2 steps of 4 ("partial")
+    from bavae.train import TrainConfig, train
+
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        train(
+            TrainConfig(
+                dataset="fashion-mnist",
+                limit=64,
+                batch_size=16,
+                steps=2,
+                sample_every=0,
+                sampler_components=0,
+                log_every=1,
+                device="cpu",
+                out=str(root / "done"),
+                model=dict(width=4, latent_dim=4, posterior_noise_dim=4),
+            )
+        )
+    for p in (root / "done").glob("events.*"):  # TensorBoard's (it names them after the host and time)
+        p.unlink()
+    partial = root / "partial"
+    shutil.copytree(root / "done", partial)
+    _edit_run(partial, steps=4)
+    names = ["swapped", "swapped2", "wrongweights", "editedcfg", "badjsonrun", "folderrun"]
+    for name in names + ["p_dataset", "p_config", "p_arch", "p_size", "p_channels", "p_init", "p_out"]:
+        shutil.copytree(partial, root / name)
+    other = root / "other_model"
+    BAVAE(BAVAEConfig(width=8, latent_dim=4, posterior_noise_dim=4)).save_pretrained(other)
+    for name in ("swapped", "swapped2"):
+        for f in ("config.json", "model.safetensors"):
+            shutil.copy(other / f, root / name / f)
+    shutil.copy(other / "model.safetensors", root / "wrongweights" / "model.safetensors")
+    config = json.loads((root / "editedcfg" / "config.json").read_text())
+    (root / "editedcfg" / "config.json").write_text(json.dumps({**config, "objective": "paper"}, indent=2))
+    (root / "badjsonrun" / "config.json").write_text("{not json")
+    _edit_run(root / "folderrun", dataset="folder", data_dir="fewpics")
+    (root / "dsprites.json").write_text('{"dataset": "dsprites"}')
+
+    # -- files that exist but cannot be read as asked
+    for name in ("unreadcfg", "unreadweights", "lockedmodel", "devweights", "devcfg", "dircfg", "dirweights"):
+        shutil.copytree(tiny, root / name)
+    for name, f in (("devweights", "model.safetensors"), ("devcfg", "config.json")):
+        (root / name / f).unlink()
+    (root / "devweights" / "model.safetensors").symlink_to("/dev/zero")
+    (root / "devcfg" / "config.json").symlink_to("/dev/null")
+    for name, f in (("dircfg", "config.json"), ("dirweights", "model.safetensors")):
+        (root / name / f).unlink()
+        (root / name / f).mkdir()
+    shutil.copytree(tiny, root / "fifoweights")
+    (root / "fifoweights" / "model.safetensors").unlink()
+    os.mkfifo(root / "fifoweights" / "model.safetensors")
+    os.mkfifo(root / "fifo.npz")
+    os.mkfifo(root / "fifo.png")
+    (root / "dev.npz").symlink_to("/dev/zero")
+    (root / "dev.png").symlink_to("/dev/zero")
+    (root / "devnull.json").symlink_to("/dev/null")
+    (root / "adir.npz").mkdir()
+    shutil.copy(root / "good_codes.npz", root / "unread.npz")
+    shutil.copy(root / "pics" / "a.png", root / "unread.png")
+    (root / "unread.json").write_text('{"steps": 3}')
+    shutil.copytree(root / "fewpics", root / "lockeddir")
+    (root / "lockedout").mkdir()
+    shutil.copy(root / "pics" / "a.png", root / "readonly.png")
+    for path, mode in LOCKED.items():
+        os.chmod(root / path, mode)
+
+
+# the fixtures the `perm` cases read, and their modes (unlock() gives them back theirs, so the sandbox can go)
+LOCKED = {
+    "unreadcfg/config.json": 0,
+    "unreadweights/model.safetensors": 0,
+    "lockedmodel": 0,
+    "unread.npz": 0,
+    "unread.png": 0,
+    "unread.json": 0,
+    "lockeddir": 0,
+    "lockedout": 0o555,
+    "readonly.png": 0o444,
+}
+
+
+def unlock(root: Path) -> None:
+    for path in LOCKED:
+        with contextlib.suppress(OSError):
+            os.chmod(root / path, 0o755 if (root / path).is_dir() else 0o644)
 
 
 def snapshot(root: Path, skip: tuple[str, ...] = ("hf", "torch", ".matrix")) -> dict[str, tuple]:
@@ -681,11 +1098,14 @@ class Result:
         return bool(self.written)
 
     @property
+    def raw_error(self) -> bool:
+        """An API case that raised something other than a ValueError or TypeError: torch's own, most often."""
+        return self.case.kind == "api" and not self.wrong_success and not self.user_error
+
+    @property
     def wrong_cause(self) -> bool:
-        if self.wrong_success or self.traceback:
+        if self.wrong_success or self.traceback or self.raw_error:
             return False  # counted there
-        if self.case.kind == "api" and not self.user_error:
-            return True
         return not re.search(self.case.expect, self.message, re.IGNORECASE | re.DOTALL)
 
     @property
@@ -700,8 +1120,24 @@ class Result:
 
     @property
     def problems(self) -> list[str]:
-        names = ("traceback", "wrong_success", "files_left", "wrong_cause", "not_one_line", "late")
-        return [n for n in names if getattr(self, n)]
+        return [n for n in COUNTS if getattr(self, n)]
+
+
+@contextlib.contextmanager
+def memory_limit(extra: int):
+    """At most ``extra`` more bytes of address space while an API case runs in this process: an allocation of tens
+    of GB (an unbounded count) fails in the allocator, as in a CLI case's child, instead of waking the OOM killer."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as f:
+        size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    limit = size + extra if hard == resource.RLIM_INFINITY else min(size + extra, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 class Runner:
@@ -710,27 +1146,38 @@ class Runner:
         self.env = sandbox_env(root)
         self.tmp = root / ".matrix"
         self.tmp.mkdir(exist_ok=True)
-        self.server = None
+        self.servers: dict[bool, subprocess.Popen] = {}
 
     def __enter__(self) -> Runner:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.server is not None:
-            self.server.stdin.close()
-            self.server.wait(timeout=30)
+        for server in self.servers.values():
+            server.stdin.close()
+            server.wait(timeout=30)
 
-    def _server(self) -> subprocess.Popen:
-        if self.server is None:
-            self.server = subprocess.Popen(
-                [sys.executable, __file__, "--serve"],
+    def _server(self, drop_caps: bool = False) -> subprocess.Popen:
+        if drop_caps not in self.servers:
+            self.servers[drop_caps] = subprocess.Popen(
+                [*self.prefix(drop_caps), sys.executable, __file__, "--serve"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=self.env,
                 text=True,
                 cwd=self.root,
             )
-        return self.server
+        return self.servers[drop_caps]
+
+    @staticmethod
+    def prefix(drop_caps: bool) -> list[str]:
+        """What runs a `perm` case without the capabilities that let root ignore file modes (nothing for others)."""
+        if not drop_caps or os.geteuid() != 0:
+            return []
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            raise RuntimeError("the file-mode cases need setpriv (util-linux) when run as root: root ignores modes")
+        drop = ",".join(f"-{cap}" for cap in CAPS.split(","))
+        return [setpriv, f"--bounding-set={drop}", f"--inh-caps={drop}", "--"]
 
     def run(self, case: Case) -> Result:
         return self.run_api(case) if case.kind == "api" else self.run_cli(case)
@@ -745,7 +1192,7 @@ class Runner:
         if self.fresh or case.env:
             env = {**self.env, **case.env}
             env = {k: v for k, v in env.items() if v != ""}
-            cmd = [sys.executable, __file__, "--one", files["result"], "--", *argv]
+            cmd = [*self.prefix(case.drop_caps), sys.executable, __file__, "--one", files["result"], "--", *argv]
             with open(files["stdout"], "w") as out, open(files["stderr"], "w") as err:
                 proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=out, stderr=err, start_new_session=True)
                 try:
@@ -756,7 +1203,7 @@ class Runner:
                     proc.wait()
                     status = "timeout"
         else:
-            server = self._server()
+            server = self._server(case.drop_caps)
             server.stdin.write(
                 json.dumps({"argv": argv, "cwd": str(self.root), "timeout": case.timeout, **files}) + "\n"
             )
@@ -764,7 +1211,10 @@ class Runner:
             ready, _, _ = select.select([server.stdout], [], [], case.timeout + 60)
             if not ready:
                 raise RuntimeError("the fork server stopped answering")
-            status = json.loads(server.stdout.readline())["status"]
+            answer = server.stdout.readline()
+            if not answer:
+                raise RuntimeError(f"the fork server{' (under setpriv)' if case.drop_caps else ''} stopped")
+            status = json.loads(answer)["status"]
         seconds = time.perf_counter() - t0
         after = snapshot(self.root)
         written = changes(before, after)
@@ -794,8 +1244,9 @@ class Runner:
         try:
             hub_constants.HF_HUB_OFFLINE = True  # as the CLI cases: no case may wait on the network
             os.chdir(self.root)
-            with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()) as out:
-                exec(case.what, ns)
+            with memory_limit(8 << 30), contextlib.redirect_stderr(io.StringIO()):
+                with contextlib.redirect_stdout(io.StringIO()) as out:
+                    exec(case.what, ns)
         except Exception as e:  # noqa: BLE001 - what a user would see
             error_type, rc, user_error = type(e).__name__, 1, isinstance(e, (ValueError, TypeError))
             err.write(str(e) or type(e).__name__)
@@ -816,20 +1267,41 @@ def select_cases(pattern: str | None) -> list[Case]:
 def run_matrix(root: Path, cases: list[Case], fresh: bool = False, progress: bool = False) -> list[Result]:
     make_sandbox(root)
     results = []
-    with Runner(root, fresh) as runner:
-        for case in cases:
-            r = runner.run(case)
-            results.append(r)
-            if progress:
-                mark = "ok " if not r.problems else "BAD"
-                print(
-                    f"{mark} {r.seconds:5.1f}s {case.kind} {case.id:<38} {','.join(r.problems):<24} {r.message[:150]}",
-                    flush=True,
-                )
+    try:
+        with Runner(root, fresh) as runner:
+            for case in cases:
+                r = runner.run(case)
+                results.append(r)
+                if progress:
+                    mark = "ok " if not r.problems else "BAD"
+                    print(
+                        f"{mark} {r.seconds:5.1f}s {case.kind} {case.id:<38} {','.join(r.problems):<24} "
+                        f"{r.message[:150]}",
+                        flush=True,
+                    )
+    finally:
+        unlock(root)
     return results
 
 
-COUNTS = ("traceback", "wrong_success", "files_left", "wrong_cause", "not_one_line", "late")
+COUNTS = ("traceback", "wrong_success", "files_left", "wrong_cause", "raw_error", "not_one_line", "late")
+ISSUE22 = ("values", "resume", "bounds", "files", "tensors")  # the id prefixes of issue 22's rows (its classes)
+
+
+def row_class(case: Case) -> str:
+    prefix = case.id.split(":")[0]
+    return f"22 {prefix}" if prefix in ISSUE22 else "14 (earlier rows)"
+
+
+def class_table(results: list[Result]) -> str:
+    """The counts by class of row: issue 22's five classes, and the earlier rows together."""
+    classes = sorted({row_class(r.case) for r in results})
+    head = f"{'class':<20}{'rows':>5}" + "".join(f"{n.replace('_', ' '):>15}" for n in COUNTS)
+    lines = [head]
+    for c in [*classes, "all"]:
+        rs = [r for r in results if c == "all" or row_class(r.case) == c]
+        lines.append(f"{c:<20}{len(rs):>5}" + "".join(f"{sum(getattr(r, n) for r in rs):>15}" for n in COUNTS))
+    return "\n".join(lines)
 
 
 def summarize(results: list[Result]) -> dict[str, Any]:
@@ -865,6 +1337,7 @@ def main() -> None:
         + ", ".join(f"{summary[n]} {n.replace('_', ' ')}" for n in COUNTS)
         + f"; {summary['clean']} clean"
     )
+    print("\n" + class_table(results))
     if args.json:
         rows = [
             {

@@ -3,17 +3,21 @@
 The table is tests/bad_inputs.py (also a script: `python tests/bad_inputs.py` prints it with the counts). Here it runs
 once per session: each CLI case in its own process (forked from one that has imported bavae and torch, so the table
 takes seconds, not minutes), each API case in this process; then one test per row says what went wrong with it.
-The rest: the real `python -m bavae` entry point on a few rows, what a failed `bavae train` leaves behind, and the
-streamed `bavae sample --format npz`.
+The rest: the real `python -m bavae` entry point on a few rows, what a failed `bavae train` leaves behind, the
+streamed `bavae sample --format npz`, and (issue 22) a real signal to a real `bavae sample`, and a disk too small.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +40,7 @@ def test_bad_input_is_refused_in_one_line(matrix, case):
     assert not r.wrong_success, what  # exit status 1 or 2, in time
     assert not r.files_left, what  # nothing created or changed in the sandbox
     assert not r.not_one_line, what  # exactly one line on stderr, nothing on stdout
+    assert not r.raw_error, f"{r.error_type}, not a ValueError or TypeError: " + what
     assert not r.wrong_cause, f"expected /{r.case.expect}/: " + what
     assert not r.late, f"refused after heavy work it did not need ({r.case.may} allowed): " + what
 
@@ -180,3 +185,92 @@ def test_png_grids_stop_at_4096_and_say_so(sandbox):
     )
     assert proc.returncode == 2 and "--format npz" in proc.stderr and "at most 4096" in proc.stderr
     assert not (sandbox / "x.png").exists() and os.listdir(sandbox)
+
+
+# ------------------------------------------------------------------------------------------------ issue 22
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_mid_write_leaves_no_temporary_file(sandbox, tmp_path, signum):
+    """A real `bavae sample -o s.npz`, stopped by a real signal while its temporary file grows: the file goes, and
+    the process ends as that signal ends it (SIGTERM: killed by it; SIGINT: `bavae: aborted`, exit 130)."""
+    out = tmp_path / "s.npz"
+    argv = ["sample", "-m", "tiny", "-n", "500000", "-o", str(out), "--seed", "0"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bavae", *argv],
+        cwd=sandbox,
+        env=sandbox_env(sandbox),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def growing() -> bool:
+        for p in tmp_path.glob(".s.npz.*.tmp"):
+            with contextlib.suppress(OSError):
+                if p.stat().st_size > 1 << 20:
+                    return True
+        return False
+
+    deadline = time.monotonic() + 120
+    try:
+        while not growing():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no temporary file grew past 1 MiB in 120 s"
+            time.sleep(0.02)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "the temporary file (or a half npz) was left"
+    if signum == signal.SIGTERM:
+        assert proc.returncode == -signal.SIGTERM, (proc.returncode, err)
+    else:
+        assert proc.returncode == 130 and err.strip().splitlines() == ["bavae: aborted"], (proc.returncode, err)
+
+
+_SMALL_DISK = """
+mount -t tmpfs -o size=2m bavae-small-disk "$0" || exit 99
+"$@" -n 2000 -o "$0/big.npz"; echo "rc $?" >> "$0.log"
+ls -A "$0" >> "$0.log"
+"$@" -n 100 -o "$0/small.npz"; echo "rc $?" >> "$0.log"
+ls -A "$0" >> "$0.log"
+"""
+
+
+def _mount_namespace() -> list[str]:
+    """How to run a command in a mount namespace of its own (root's, else a user namespace's), or [] if neither."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return []
+    for prefix in ([unshare, "--mount"], [unshare, "--user", "--map-root-user", "--mount"]):
+        probe = subprocess.run([*prefix, "true"], capture_output=True)
+        if probe.returncode == 0:
+            return prefix
+    return []
+
+
+def test_sample_npz_checks_free_disk_before_it_starts(sandbox, tmp_path):
+    """On a 2 MB file system (a tmpfs in a mount namespace of its own), 2,000 images (8 MB) are refused in one line
+    that names the sizes, before a byte is written; 100 images (410 KB) are written."""
+    prefix = _mount_namespace()
+    if not prefix:
+        pytest.skip("needs unshare (util-linux) and mount namespaces, for a small file system to fill")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    cmd = [sys.executable, "-m", "bavae", "sample", "-m", "tiny", "--seed", "0"]
+    proc = subprocess.run(
+        [*prefix, "sh", "-c", _SMALL_DISK, str(disk), *cmd],
+        cwd=sandbox,
+        env=sandbox_env(sandbox),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    if proc.returncode == 99:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    log = (tmp_path / "disk.log").read_text().split()
+    assert log == ["rc", "1", "rc", "0", "small.npz"], (log, proc.stderr)
+    refusal = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(refusal) == 1, proc.stderr
+    assert re.search(r"cannot write .*big\.npz: images .*8\.\d MB, more than the [\d.]+ MB free", refusal[0]), refusal
+    assert proc.stdout.startswith("wrote ") and "small.npz" in proc.stdout and "big.npz" not in proc.stdout

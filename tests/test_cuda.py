@@ -79,3 +79,24 @@ def test_ddp_with_nccl_in_one_process(tmp_path):
     assert (out / "model.safetensors").is_file(), proc.stderr[-2000:]
     assert len(loss_columns(out)["recon_mse"]) == 10
     assert torch.isfinite(bavae.load(str(out), device="cuda").sample(4)).all()
+
+
+def test_inputs_on_another_device_are_moved_or_named():
+    """Issue 22: images and codes on the CPU reach a CUDA model (moved); a CPU generator for a CUDA model, and
+    (on a machine with two GPUs) a generator of cuda:1 for a model on cuda:0, are refused naming both devices,
+    not with torch's error from inside a kernel."""
+    from helpers import tiny_model
+
+    model = tiny_model(0).to("cuda")
+    x = torch.rand(2, 1, 32, 32)
+    assert (
+        model.encode(x).device.type == "cuda"
+        and model.decode(torch.zeros(2, model.config.latent_dim)).device.type == "cuda"
+    )
+    with pytest.raises(ValueError, match=r"generator is on cpu but the model is on cuda:0"):
+        model.sample(2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"x.*meta"):
+        model.encode(x.to("meta"))
+    if torch.cuda.device_count() > 1:
+        with pytest.raises(ValueError, match=r"generator is on cuda:1 but the model is on cuda:0"):
+            model.sample(2, generator=torch.Generator("cuda:1").manual_seed(0))

@@ -144,6 +144,12 @@ def check_data_dir(name: str, data_dir: str | os.PathLike | None, flag: str = "-
         raise DataError(f"{flag} {data_dir} is a file, not a folder")
     if not d.exists() and name != "dsprites":
         raise DataError(f"{flag} {data_dir} does not exist")
+    if d.is_dir():
+        try:  # a folder that cannot be listed would read as one that holds no images
+            with os.scandir(d) as entries:
+                next(entries, None)
+        except PermissionError:
+            raise DataError(f"{flag} {data_dir} cannot be read: permission denied") from None
 
 
 def check_dataset_fits(name: str, image_size: int, channels: int) -> None:

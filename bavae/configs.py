@@ -37,7 +37,9 @@ DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
 # reads it). Each is (least, most); the most is what bounds the work and memory of one call.
 COUNT_BOUNDS: dict[str, tuple[int, int]] = {
     "steps": (2, 256),  # interpolate: decoded points from A to B (the codes of N pairs x steps are decoded at once)
-    "n_samples": (1, 1024),  # encode, kl_estimate: posterior draws per image (the critic scores N x n_samples pairs)
+    # encode, kl_estimate: posterior draws per image (a Monte Carlo estimate may want 10^4 or more); the memory of
+    # N images x n_samples draws is checked against the device's as well
+    "n_samples": (1, 100_000),
     "grid_images": (1, 4096),  # images in one PNG grid (sample -n, --nrow)
     "npz_images": (1, 1_000_000),  # images in one npz of `bavae sample` (streamed; its size checked against free disk)
 }

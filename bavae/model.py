@@ -168,9 +168,12 @@ class BAVAE(
     @torch.no_grad()
     def encode(self, x: torch.Tensor, n_samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
         """Samples of q(z|x): shape (N, latent_dim), or (N, n_samples, latent_dim) when n_samples > 1 (at most
-        ``COUNT_BOUNDS["n_samples"]``, 1024)."""
+        ``COUNT_BOUNDS["n_samples"]``, 100,000, and as many as the device's memory holds)."""
         check_count("n_samples", n_samples)
         x = self.check_images(x)
+        c = self.config
+        draws = f"{x.shape[0]} images x n_samples={n_samples} posterior draws"
+        check_memory(draws, x.shape[0] * n_samples * (c.latent_dim + c.posterior_noise_dim) * 4, self.device)
         return self.encoder(x, n_samples=n_samples, generator=check_generator(generator, self.device))
 
     @torch.no_grad()
@@ -261,14 +264,16 @@ class BAVAE(
         """Per-image KL(q(z|x) || p(z)) in nats from the trained inference critic (eq. 6 at its optimum = eq. 9).
 
         A lower bound: it is exact only for an optimal critic, and a spectrally normalised critic
-        cannot represent very sharp posteriors. ``n_samples``: posterior and prior draws per image, at most 1024
-        (``COUNT_BOUNDS["n_samples"]``).
+        cannot represent very sharp posteriors. ``n_samples``: posterior and prior draws per image, at most
+        100,000 (``COUNT_BOUNDS["n_samples"]``) and as many as the device's memory holds.
         """
         check_count("n_samples", n_samples)
         generator = check_generator(generator, self.device)
         x = self.check_images(x)
         features = self.inference_critic.image_features(x)
-        n = x.shape[0]
+        n, c = x.shape[0], self.config
+        per_draw = features[0].numel() + 2 * c.latent_dim + c.posterior_noise_dim  # features, both codes, noise
+        check_memory(f"{n} images x n_samples={n_samples} draws", n * n_samples * per_draw * 4, self.device)
         feats = features.repeat_interleave(n_samples, dim=0)
         z_post = self.encoder(x, n_samples=n_samples, generator=generator).reshape(n * n_samples, -1)
         z_prior = self.prior_sample(n * n_samples, generator=generator)

@@ -222,6 +222,9 @@ class BAVAE(
                 f"the sampler draws codes of size {sampler.means.shape[1]}, the model's latent size is "
                 f"{self.config.latent_dim}"
             )
+        problem = None if sampler is None else samplers.mixture_problem(sampler.weights, sampler.scale_tril)
+        if problem is not None:
+            raise InvalidValue(f"the sampler is not a valid Gaussian mixture: {problem}")
         self.latent_sampler = None if sampler is None else sampler.to(self.device)
         self.config = self.config.with_sampler(None if sampler is None else sampler.config)
 
@@ -412,7 +415,12 @@ class BAVAE(
             config = config.with_sampler(held)
         serialization.check_header(config, weights_file, header, cls.tensor_shapes(config))
         state = serialization.load_state(weights_file, map_location)
-        serialization.check_values(weights_file, state)  # finite; a mixture that is one: before a model is built
+        serialization.check_values(weights_file, state)  # finite, and a mixture that is one: before a model is built
+        problem = samplers.mixture_problem(state.get("latent_sampler.weights"), state.get("latent_sampler.scale_tril"))
+        if problem is not None:
+            raise WeightsError(
+                f"{weights_file}: the fitted mixture (latent_sampler) is not a valid distribution: {problem}"
+            )
         # Building runs hundreds of tiny ops (spectral norm's power iterations on every critic layer) whose results
         # the weights then overwrite: intra-op threads would only add barriers there. Build single-threaded.
         threads = torch.get_num_threads()

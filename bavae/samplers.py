@@ -32,6 +32,40 @@ def supported_components(n_codes: int, latent_dim: int) -> int:
     return max(1, n_codes // (2 * (latent_dim + 1)))
 
 
+def mixture_problem(weights: torch.Tensor | None, scale_tril: torch.Tensor | None) -> str | None:
+    """Why component weights and Cholesky factors are not a Gaussian mixture, in one sentence, or None when they are
+    one: weights positive and summing to 1, factors lower-triangular with a positive diagonal (so each covariance is
+    positive-definite). Checked where a mixture comes in: at load, and by ``BAVAE.set_latent_sampler``."""
+    if weights is not None:
+        w = weights.detach().double().cpu()
+        if w.numel() and w.min() <= 0:
+            k = int(w.argmin())
+            return f"latent_sampler.weights, its component weights, must all be positive (> 0); component {k} has {w[k].item():.4g}"
+        tolerance = max(1e-3, torch.finfo(weights.dtype).eps)  # float32 sums of K weights are off by ~K x 1e-7
+        if abs(w.sum().item() - 1) > tolerance:
+            return (
+                f"latent_sampler.weights, its component weights, must sum to 1 (within {tolerance:.3g}); they sum to "
+                f"{w.sum().item():.6g}"
+            )
+    if scale_tril is not None and scale_tril.dim() == 3:
+        L = scale_tril.detach().cpu()
+        diagonal = L.diagonal(dim1=-2, dim2=-1)
+        if diagonal.numel() and diagonal.min() <= 0:
+            k, i = divmod(int(diagonal.argmin()), diagonal.shape[1])
+            return (
+                "latent_sampler.scale_tril, the Cholesky factors of its covariances, must have a positive diagonal (a "
+                f"covariance is positive-definite); component {k} has {diagonal[k, i].item():.4g} at [{i}, {i}]"
+            )
+        upper = torch.triu(L, diagonal=1)
+        if bool((upper != 0).any()):
+            k, i, j = (int(v) for v in (upper != 0).nonzero()[0])
+            return (
+                "latent_sampler.scale_tril, the Cholesky factors of its covariances, must be lower-triangular; "
+                f"component {k} has {L[k, i, j].item():.4g} above the diagonal at [{i}, {j}]"
+            )
+    return None
+
+
 class GaussianMixtureSampler(nn.Module):
     """A K-component, full-covariance Gaussian mixture over codes: weights, means and Cholesky factors as buffers."""
 
@@ -187,5 +221,6 @@ __all__ = [
     "build_sampler",
     "check_sampler_config",
     "fit_latent_sampler",
+    "mixture_problem",
     "supported_components",
 ]

@@ -106,9 +106,8 @@ def load_state(weights_file: str | os.PathLike, device: Any = "cpu") -> dict[str
 
 def check_values(weights_file: str | os.PathLike, state: dict[str, torch.Tensor]) -> None:
     """What a header cannot show: every floating-point tensor is finite (a diverged or corrupt checkpoint has the
-    right shapes), and a fitted mixture (``latent_sampler.*``) is one: weights positive and summing to 1, Cholesky
-    factors lower-triangular with a positive diagonal (so each covariance is positive-definite). A WeightsError
-    names the file and the tensor.
+    right shapes). A WeightsError names the file and the tensor. (Whether a fitted mixture is a distribution is the
+    sampler's own rule: :func:`bavae.samplers.mixture_problem`.)
 
     Finiteness is read from one sum per tensor (NaN and inf propagate through a sum), taken in float32 (float64 for
     float64 tensors), where the bundled float16 weights cannot overflow; a sum that is not finite is confirmed
@@ -125,39 +124,6 @@ def check_values(weights_file: str | os.PathLike, state: dict[str, torch.Tensor]
             raise WeightsError(
                 f"{weights_file}: {name} holds {held} of its {t.numel()} values (not finite): the file is corrupt "
                 "or the training that wrote it diverged; it was not loaded"
-            )
-    where = f"{weights_file}: the fitted mixture (latent_sampler) is not a valid distribution"
-    weights, scale_tril = state.get("latent_sampler.weights"), state.get("latent_sampler.scale_tril")
-    if weights is not None:
-        w = weights.detach().double().cpu()
-        if w.numel() and w.min() <= 0:
-            k = int(w.argmin())
-            raise WeightsError(
-                f"{where}: latent_sampler.weights, its component weights, must all be positive (> 0); component {k} "
-                f"has {w[k].item():.4g}"
-            )
-        tolerance = max(1e-3, torch.finfo(weights.dtype).eps)  # float32 sums of K weights are off by ~K x 1e-7
-        if abs(w.sum().item() - 1) > tolerance:
-            raise WeightsError(
-                f"{where}: latent_sampler.weights, its component weights, must sum to 1 (within {tolerance:.3g}); "
-                f"they sum to {w.sum().item():.6g}"
-            )
-    if scale_tril is not None and scale_tril.dim() == 3:
-        L = scale_tril.detach().cpu()
-        diagonal = L.diagonal(dim1=-2, dim2=-1)
-        if diagonal.numel() and diagonal.min() <= 0:
-            k, i = divmod(int(diagonal.argmin()), diagonal.shape[1])
-            raise WeightsError(
-                f"{where}: latent_sampler.scale_tril, the Cholesky factors of its covariances, must have a positive "
-                f"diagonal (a covariance is positive-definite); component {k} has {diagonal[k, i].item():.4g} at "
-                f"[{i}, {i}]"
-            )
-        upper = torch.triu(L, diagonal=1)
-        if bool((upper != 0).any()):
-            k, i, j = (int(v) for v in (upper != 0).nonzero()[0])
-            raise WeightsError(
-                f"{where}: latent_sampler.scale_tril, the Cholesky factors of its covariances, must be "
-                f"lower-triangular; component {k} has {L[k, i, j].item():.4g} above the diagonal at [{i}, {j}]"
             )
 
 

@@ -49,3 +49,16 @@ def fashion_mnist_dir():
     from helpers import require_fashion_mnist
 
     return require_fashion_mnist()
+
+
+# `make test` runs two pytest-xdist workers with --dist loadgroup. Most files keep their tests together on one worker
+# (their module fixtures, such as the bad-input table or a Hub server, are then built once); the two files whose
+# long tests share only cheap fixtures are spread test by test, so that neither worker waits on one long file.
+SPREAD_BY_TEST = {"test_train.py", "test_export.py"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name not in SPREAD_BY_TEST:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))

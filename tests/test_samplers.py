@@ -157,3 +157,23 @@ def test_a_save_killed_between_weights_and_config_still_loads_the_new_sampler(tm
     loaded = BAVAE.from_pretrained(str(tmp_path / "m"))
     assert loaded.config.sampler == {"kind": "gmm", "components": 3} and loaded.default_sampler == "gmm"
     assert torch.equal(loaded.latent_sampler.means, model.latent_sampler.means)
+
+
+def test_an_invalid_mixture_is_refused_when_attached(tmp_path):
+    """One rule (bavae.samplers.mixture_problem) guards both doors: set_latent_sampler here, load in bad_inputs."""
+    model = tiny_model()
+    codes = torch.randn(400, model.config.latent_dim, generator=gen(0))
+    model.set_latent_sampler(GaussianMixtureSampler.fit(codes, 2))
+    model.save_pretrained(tmp_path / "good")
+    assert load(str(tmp_path / "good")).latent_sampler is not None  # the rows of tests/bad_inputs.py break it on disk
+    for broken, pattern in (
+        (lambda s: s.weights.copy_(torch.tensor([1.5, -0.5])), "must all be positive"),
+        (lambda s: s.weights.copy_(torch.tensor([0.6, 0.6])), "must sum to 1"),
+        (lambda s: s.scale_tril[1, 0, 0].fill_(0.0), "positive diagonal"),
+        (lambda s: s.scale_tril[0, 0, 1].fill_(0.3), "lower-triangular"),
+    ):
+        sampler = GaussianMixtureSampler.fit(codes, 2)
+        broken(sampler)
+        with pytest.raises(ValueError, match=pattern):
+            model.set_latent_sampler(sampler)
+        assert model.latent_sampler is not None and bool((model.latent_sampler.weights > 0).all())  # the old one stays

@@ -97,14 +97,24 @@ class BAVAE(
             self.generative_critic.borrow_trunk(self.inference_critic)
         if config.weights.sample:
             self.generative_critic.add_sample_head()
+        # C(z), only for the objective's `code` term: models without it keep their tensors' names and shapes
+        self.code_critic = (
+            nets.CodeCritic(config.latent_dim, nets.hidden_dim(critic_spec), config.spectral_norm)
+            if config.weights.code
+            else None
+        )
         self.latent_sampler = samplers.build_sampler(config.sampler, config.latent_dim)  # fitted after training
 
     # ---- parameters by player (the training loop steps them separately) ----
     def autoencoder_parameters(self) -> list[nn.Parameter]:
         return [*self.encoder.parameters(), *self.decoder.parameters()]
 
+    def critics(self) -> list[nn.Module]:
+        """The players that estimate: T(x, z), D(x, z), and C(z) when the objective has a code term."""
+        return [m for m in (self.inference_critic, self.generative_critic, self.code_critic) if m is not None]
+
     def critic_parameters(self) -> list[nn.Parameter]:
-        return [*self.inference_critic.parameters(), *self.generative_critic.parameters()]
+        return [p for critic in self.critics() for p in critic.parameters()]
 
     @property
     def device(self) -> torch.device:

@@ -96,6 +96,9 @@ class ObjectiveWeights:
     cycle: float = 0.0  # ||E(G(z)) - z||^2 summed per code, prior codes z: decoded samples must encode back
     marginal: float = 0.0  # MMD^2(aggregate posterior, prior) on the batch's codes: keeps prior samples on the data
     sliced: float = 0.0  # sliced Wasserstein-2^2(aggregate posterior, prior) on the batch's codes: the prior's shape
+    # KL(aggregate posterior || prior) estimated by a critic on codes alone, C(z) (eq. 6 without x; the model builds
+    # it only when this is > 0): an adversarial autoencoder's adversary, as an f-GAN KL.
+    code: float = 0.0
     # Not a weight: the fraction of the generative critic's fake pairs that are (G(z), z) with z ~ p(z) rather than
     # the paper's (G(z), z) with z ~ q(z|x). 0 is eq. 14; above 0 the critic matches the joints r(x, z) and
     # p(z) p(x|z), as BiGAN/ALI do, and decodings of prior codes (the samples) are asked to look real.
@@ -192,7 +195,8 @@ def critic_losses(
     :func:`fake_pairs`, with no gradient to the encoder/decoder. Pass z, z_fake and x_fake to reuse an
     encoder/decoder pass (they are detached here); else they are drawn fresh.
 
-    ``model`` supplies ``encoder``, ``decoder``, ``inference_critic``, ``generative_critic`` and ``prior_sample``.
+    ``model`` supplies ``encoder``, ``decoder``, ``inference_critic``, ``generative_critic`` and ``prior_sample``
+    (and ``code_critic`` when ``weights.code`` is on).
     """
     with torch.no_grad():
         if z is None:
@@ -215,6 +219,11 @@ def critic_losses(
         "d_real": d_real.mean(),
         "d_fake": d_fake.mean(),
     }
+    inference_loss = -v_inference
+    if weights.code:  # eq. 6 on codes alone: the batch's codes against prior draws; at the optimum KL(q(z) || p(z))
+        v_code = inference_critic_value(model.code_critic(z), model.code_critic(z_prior))
+        inference_loss = inference_loss - v_code
+        logs["code_kl_estimate"] = v_code
     generative_loss = -v_generative
     if weights.sample:
         n_recon = x.shape[0] - prior_fake_count(x.shape[0], weights)
@@ -224,7 +233,7 @@ def critic_losses(
         generative_loss = generative_loss - v_sample
         logs["sample_value"] = v_sample  # at the optimum KL(p_data(x) || p_theta(x))
     return Losses(
-        inference_critic=-v_inference,
+        inference_critic=inference_loss,
         generative_critic=generative_loss,
         logs=_floats(logs),
         real_features=(h_x_inference.detach(), h_x_generative.detach()),
@@ -280,6 +289,8 @@ def autoencoder_losses(
         sliced = sliced_wasserstein(z.float(), model.prior_sample(z.shape[0], device=z.device)) * z.shape[1]
         encoder_loss = encoder_loss + weights.sliced * sliced
         logs["marginal_sliced"] = sliced
+    if weights.code:  # the encoder's side of the code game, E_q[1 - C(z)] through z, as the kl term's E_q[-T]
+        encoder_loss = encoder_loss + weights.code * (-model.code_critic(z).mean())
 
     # Generative game (eq. 19, V_G): the decoder moves the fake term, the encoder both terms through z.
     h_fake = generative.image_features(x_fake.to(x.dtype))

@@ -121,8 +121,9 @@ def game_step(model, batches: list, opt_critic, opt_autoencoder, *, autocast=Non
             critic_loss = critic.inference_critic + critic.generative_critic
         update(critic_loss, opt_critic, model.critic_parameters(), scaler_critic)
 
-    model.inference_critic.requires_grad_(False)  # 2) encoder and decoder descend eq. 19 (+ extra terms)
-    model.generative_critic.requires_grad_(False)
+    critics = model.critics()
+    for critic_net in critics:  # 2) encoder and decoder descend eq. 19 (+ extra terms)
+        critic_net.requires_grad_(False)
     try:
         with autocast:  # a separate block: autocast's cache of cast weights would hold pre-step critic weights
             # same batch, codes and real-image critic features (one critic step old) as the last critic step
@@ -130,8 +131,8 @@ def game_step(model, batches: list, opt_critic, opt_autoencoder, *, autocast=Non
             ae_loss = ae.encoder + ae.decoder
         update(ae_loss, opt_autoencoder, model.autoencoder_parameters(), scaler_ae)
     finally:
-        model.inference_critic.requires_grad_(True)
-        model.generative_critic.requires_grad_(True)
+        for critic_net in critics:
+            critic_net.requires_grad_(True)
     return critic, ae, critic_loss, ae_loss
 
 
@@ -213,8 +214,8 @@ def checkpoint(state: TrainState, out: Path, cfg: TrainConfig, device: torch.dev
         out.mkdir(parents=True, exist_ok=True)
         state.save(out / STATE_NAME, cfg, device)
         ema, model = state.ema, state.model
-        ema.inference_critic.load_state_dict(model.inference_critic.state_dict())  # critics are not averaged
-        ema.generative_critic.load_state_dict(model.generative_critic.state_dict())
+        for averaged, critic_net in zip(ema.critics(), model.critics()):  # critics are not averaged
+            averaged.load_state_dict(critic_net.state_dict())
         ema.save_pretrained(out)
     if ddp:
         dist.barrier()
@@ -354,7 +355,13 @@ def train(cfg: TrainConfig) -> Path:
     # ---- model, EMA, optimisers: resumed, started from --init, or from scratch ----
     model = BAVAE(config)  # after the data, which draws no torch RNG: the weights are initialised as before
     if cfg.init and not resuming:  # the pretrained networks; their sampler is fitted again at the end
-        model.load_state_dict({k: v for k, v in pretrained.state_dict().items() if "latent_sampler." not in k})
+        weights = {
+            k: v for k, v in pretrained.state_dict().items() if not k.startswith(("latent_sampler.", "code_critic."))
+        }
+        if model.code_critic is not None:  # the objective's code term: the pretrained critic C(z), or a fresh one
+            source = pretrained if pretrained.code_critic is not None else model
+            weights.update({f"code_critic.{k}": v for k, v in source.code_critic.state_dict().items()})
+        model.load_state_dict(weights)
         del pretrained
     model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)

@@ -6,6 +6,8 @@
         --cpu-minutes 60 --checkpoints 7.5,15,30,60 --out runs/peers-emoji          # colour, 3x64x64
     OMP_NUM_THREADS=1 python benchmarks/peers.py --data emoji --models bavae,bavae-w48 --seeds 0,1 \
         --cpu-minutes 10 --checkpoints 5,10 --out runs/ab-emoji                       # a recipe A/B (RECIPES)
+    OMP_NUM_THREADS=1 python benchmarks/peers.py --models bavae,bavae-marginal300,bavae-sliced10,bavae-code1,\
+        bavae-code1-nommd,aae --seeds 0,1 --cpu-minutes 12 --checkpoints 6,12 --out runs/ab-prior  # the prior path
 
 ``--data emoji`` is the colour set of benchmarks/make_emoji_folder.py (64x64 RGB, latent 64, width-32 trunks),
 scored on the colour evaluator (weights/emoji-classifier) against the folder's held-out emoji.
@@ -108,6 +110,13 @@ RECIPES = {
         "bavae-fp32": Recipe({}, "fp32"),
         # the zoo's other 32px family (bavae-fashionmnist32-resnet's networks, train_zoo.py's recipe)
         "bavae-resnet": Recipe({"arch": "resnet", "width": 16, "shared_critic_trunk": True}),
+        # issue 21, the prior path: each changes how the aggregate posterior is matched to N(0, I), one thing each
+        "bavae-marginal300": Recipe({"shared_critic_trunk": True, "objective_weights": {"marginal": 300.0}}),
+        "bavae-sliced10": Recipe({"shared_critic_trunk": True, "objective_weights": {"sliced": 10.0}}),
+        "bavae-code1": Recipe({"shared_critic_trunk": True, "objective_weights": {"code": 1.0}}),
+        "bavae-code1-nommd": Recipe(
+            {"shared_critic_trunk": True, "objective_weights": {"code": 1.0, "marginal": 0.0}}
+        ),  # the code critic instead of the MMD
     },
     "emoji": {
         # bavae-emoji64's (and bavae-celeba64's) recipe before the A/B; each variant below changes one thing

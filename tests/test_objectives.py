@@ -29,7 +29,7 @@ from bavae.objectives import (
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
-TERMS = ("kl", "generative", "info", "feature", "pixel", "cycle", "marginal", "sliced", "sample")
+TERMS = ("kl", "generative", "info", "feature", "pixel", "cycle", "marginal", "sliced", "code", "sample")
 N = 6
 
 
@@ -241,6 +241,46 @@ def test_paper_is_eq_19_and_informative_is_the_documented_table():
     assert {t: informative[t] for t in TERMS} == {t: float(v) for t, v in table.items()}
     assert informative["prior_fakes"] == 0  # measured: decoded prior codes among the fakes did not pay (section 6)
     assert {f.name for f in fields(ObjectiveWeights)} == {*TERMS, "prior_fakes"}  # a new term needs a row here
+
+
+def test_the_code_term_is_eq_6_on_codes_alone_with_its_own_critic(tmp_path):
+    """``code``: the model gains C(z) (a critic: stepped with the critics, frozen for the encoder), the critics' loss
+    gains -V_C on the batch's codes against the critic step's prior draw, the encoder's gains E_q[-C(z)]; models
+    without the term keep their tensors, and a saved model with it loads with its C."""
+    plain, m = tiny_model(seed=0), tiny_model(seed=0, spectral_norm=False, objective_weights={"code": 2.0})
+    assert plain.code_critic is None and not any(k.startswith("code_critic.") for k in plain.state_dict())
+    code_ids = {id(p) for p in m.code_critic.parameters()}
+    assert code_ids <= {id(p) for p in m.critic_parameters()}
+    assert not code_ids & {id(p) for p in m.autoencoder_parameters()}
+    x = images(N, 1, 32, seed=1)
+    weights = ObjectiveWeights(**{**{t: 0.0 for t in TERMS}, "code": 2.0})
+    torch.manual_seed(4)
+    with torch.no_grad():
+        z = m.encoder(x)
+        z_fake, x_fake = fake_pairs(m, z, weights)
+        torch.manual_seed(5)
+        got = critic_losses(m, x, weights, z=z, z_fake=z_fake, x_fake=x_fake)
+        torch.manual_seed(5)
+        z_prior = torch.randn(N, z.shape[1])
+        v_code = (1 - m.code_critic(z)).mean() - torch.exp(-m.code_critic(z_prior)).mean()  # eq. 6 without x
+        assert close(got.logs["code_kl_estimate"], v_code)
+        v_inference = (1 - T(m, x, z)).mean() - torch.exp(-T(m, x, z_prior)).mean()  # the same prior draw
+        assert close(got.inference_critic, -(v_inference + v_code))  # one optimiser steps T and C together
+        ae = autoencoder_losses(m, x, weights, z=z, z_fake=z_fake, x_fake=x_fake)
+        assert close(ae.encoder, 2.0 * (-m.code_critic(z)).mean())
+    from bavae.train import game_step, optimizers
+
+    before = [p.detach().clone() for p in m.code_critic.parameters()]
+    game_step(m.train(), [x], *optimizers(m, 1e-3, 1e-3, (0.5, 0.999), "cpu"))
+    assert all(not torch.equal(a, p) for a, p in zip(before, m.code_critic.parameters()))  # the critic step moved C
+    assert all(p.requires_grad for p in m.code_critic.parameters())  # frozen for the encoder's step only
+    m.eval().save_pretrained(tmp_path / "m")
+    from bavae import load
+
+    loaded = load(str(tmp_path / "m"))
+    assert all(
+        torch.equal(a, b) for a, b in zip(loaded.code_critic.state_dict().values(), m.code_critic.state_dict().values())
+    )
 
 
 def test_a_models_config_selects_its_objective():

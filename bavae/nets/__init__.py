@@ -20,6 +20,7 @@ knows how the table is stored: use :func:`list_architectures`, :func:`get_archit
 # Importing the family files registers them.
 from . import dcgan, mlp, resnet  # noqa: F401
 from ._registry import ROLES, Architecture, NetSpec, build, get_architecture, list_architectures, register_architecture
+from .common import CodeCritic, hidden_dim
 
 __all__ = [
     "ROLES",
@@ -29,4 +30,6 @@ __all__ = [
     "list_architectures",
     "get_architecture",
     "build",
+    "CodeCritic",
+    "hidden_dim",
 ]

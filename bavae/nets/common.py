@@ -1,4 +1,4 @@
-"""Pieces every family shares: the implicit encoder, the decoder wrapper and the pair critic.
+"""Pieces every family shares: the implicit encoder, the decoder wrapper, the pair critic and the code critic.
 
 A family only supplies an image *trunk* (image -> feature vector) and a decoder *body*
 (vector -> image logits); the roles below wrap them, so the maths of the four players lives in one place.
@@ -162,6 +162,23 @@ class PairCritic(nn.Module):
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.score(self.image_trunk(x), z)
+
+
+class CodeCritic(nn.Module):
+    """A critic on codes alone, C(z) -> scalar: the objective's ``code`` term. It tells the batch's codes (the
+    aggregate posterior q(z)) from prior draws, as the adversary of an adversarial autoencoder does, but with eq. 6's
+    KL dual, so at its optimum C* = log p(z) - log q(z) and its value is KL(q(z) || p(z)). No family supplies it:
+    codes are vectors in every family."""
+
+    def __init__(self, latent_dim: int, hidden: int, spectral_norm: bool = True):
+        super().__init__()
+        self.net = mlp(latent_dim, hidden, hidden, 1)
+        if spectral_norm:
+            apply_spectral_norm(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Scores of shape (N,), float32 even under autocast (the value function exponentiates them)."""
+        return self.net(z).squeeze(-1).float()
 
 
 def conv_stages(image_size: int) -> int:

@@ -41,9 +41,12 @@ RECIPES = {
     "fashionmnist32-resnet": "--dataset fashion-mnist --arch resnet --width 32".split(),
     "fashionmnist28-mlp": "--dataset fashion-mnist --arch mlp".split(),
     "dsprites64": "--dataset dsprites --arch dcgan --width 16 --latent-dim 10 --posterior-noise-dim 10".split(),
+    # issue 21's prior path: the code critic C(z) beside the MMD (docs/method.md, section 6)
+    "fashionmnist32-code": "--dataset fashion-mnist --arch dcgan --objective-weight code=1".split(),
+    # bavae-emoji64's recipe as the 64 px A/B left it (docs/method.md, section 10)
     "emoji64": (
-        "--dataset folder --arch dcgan --image-size 64 --channels 3 --width 32 --latent-dim 64 "
-        "--posterior-noise-dim 64 --num-workers 4"
+        "--dataset emoji --arch dcgan --image-size 64 --channels 3 --width 32 --latent-dim 64 "
+        "--posterior-noise-dim 64 --lr 5e-4 --critic-lr 5e-4 --augment flip --num-workers 4"
     ).split(),
 }
 COMMON = "--shared-critic-trunk --precision bf16 --checkpoint-every 2000 --sample-every 2000 --log-every 50".split()

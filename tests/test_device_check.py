@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_device_check_dry_run_covers_every_phase(tmp_path):
     rng = np.random.default_rng(0)
     for split, n in (("train", 40), ("test", 4)):  # a small colour folder in the emoji layout
-        folder = tmp_path / "emoji" / split / "group"
+        folder = tmp_path / "emoji" / split / "noto" / "smileys-emotion"  # <split>/<style>/<category>
         folder.mkdir(parents=True)
         for i in range(n):
             Image.fromarray(rng.integers(0, 255, (70, 66, 3), dtype=np.uint8)).save(folder / f"{i}.png")

@@ -425,7 +425,7 @@ class BAVAE(
             config = config.with_sampler(held)
         serialization.check_header(config, weights_file, header, cls.tensor_shapes(config))
         state = serialization.load_state(weights_file, map_location)
-        serialization.check_values(weights_file, state)  # finite, and a mixture that is one: before a model is built
+        serialization.check_values(weights_file, state)  # finite, and (below) a mixture that is one: before building
         problem = samplers.mixture_problem(state.get("latent_sampler.weights"), state.get("latent_sampler.scale_tril"))
         if problem is not None:
             raise WeightsError(

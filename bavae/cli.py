@@ -444,8 +444,9 @@ def eval_command(
 ) -> None:
     """Score a model: FID, reconstruction MSE/SSIM, class agreement, KL, InfoNCE, samples/s.
 
-    FID and class agreement use the Fashion-MNIST classifier that ships with bavae (fashion-mnist only); MIG is
-    added on dsprites. See bavae.eval for what each number means.
+    FID and class agreement use a classifier that ships with bavae: the Fashion-MNIST one for 1x32x32 models, the
+    colour emoji one for 3x64x64 models (emoji, CelebA or a folder); MIG is added on dsprites. See bavae.eval for
+    what each number means.
     """
     zoo.model_source(model)
     from . import data, eval  # torch and the datasets: once the arguments are checked

@@ -298,6 +298,11 @@ class TrainConfig:
     beta1: float = option(0.5, cli=False)
     beta2: float = option(0.999, cli=False)
     critic_steps: int = option(1, "Critic updates per encoder/decoder update.", least=1)
+    # The other way round: the critics step on one step in k and the encoder/decoder on every step, against the
+    # critics' features of the real batch (no critic backward on the skipped steps: the step's largest cost).
+    critic_every: int = option(
+        1, "Update the critics on every k-th step only (1: every step, eq. 19's alternation).", least=1
+    )
     ema_decay: float = option(0.999)
     seed: int = option(0)
     # hardware
@@ -324,8 +329,23 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         p = ""
-        for name in ("steps", "batch_size", "critic_steps", "checkpoint_every", "log_every", "sample_every"):
+        for name in (
+            "steps",
+            "batch_size",
+            "critic_steps",
+            "critic_every",
+            "checkpoint_every",
+            "log_every",
+            "sample_every",
+        ):
             _check(self, name, *_count(_meta(self, name).get("least", 1)), p)
+        if self.critic_steps > 1 and self.critic_every > 1:
+            raise ConfigError(
+                "critic_every",
+                f"{self.critic_every} asks for fewer critic updates and critic_steps {self.critic_steps} for "
+                "more: set one of them to 1",
+                p,
+            )
         _check(self, "num_workers", *_count(0), p)
         _check(self, "sampler_components", *_count(0, MAX_COMPONENTS), p)
         _check(self, "max_recoveries", *_count(0), p)

@@ -89,12 +89,16 @@ def optimizers(model: BAVAE, lr: float, critic_lr: float, betas: tuple[float, fl
     )
 
 
-def game_step(model, batches: list, opt_critic, opt_autoencoder, *, autocast=None, scalers=None, sync=None):
+def game_step(
+    model, batches: list, opt_critic, opt_autoencoder, *, autocast=None, scalers=None, sync=None, update_critics=True
+):
     """One step of the game (eq. 19): a critic update per batch, then one encoder/decoder update on the last batch.
 
     ``autocast``: a torch.autocast context (or None); ``scalers``: (critic, autoencoder) GradScalers for fp16;
-    ``sync``: called with a list of parameters after each backward (DDP's gradient average). Returns the critic
-    and autoencoder :class:`~bavae.objectives.Losses` and the two summed losses.
+    ``sync``: called with a list of parameters after each backward (DDP's gradient average); ``update_critics``
+    False: the encoder/decoder update alone, against the critics as they are (``--critic-every``). Returns the
+    critic and autoencoder :class:`~bavae.objectives.Losses` and the two summed losses; without a critic update
+    the critic's are None.
     """
     autocast = autocast or contextlib.nullcontext()
     scaler_critic, scaler_ae = scalers or (None, None)
@@ -110,7 +114,10 @@ def game_step(model, batches: list, opt_critic, opt_autoencoder, *, autocast=Non
         else:
             opt.step()
 
-    for i, x in enumerate(batches):  # 1) both critics ascend their value functions (eq. 6 and 14)
+    critic = critic_loss = None
+    if not update_critics:  # the encoder/decoder pass and the real images' critic features, computed below
+        x, z, z_fake, x_fake = batches[-1], None, None, None
+    for i, x in enumerate(batches if update_critics else []):  # 1) both critics ascend eq. 6 and 14
         with autocast:
             # The last batch is encoded and decoded with autograd on and step 2 reuses that pass: the critics see
             # detached copies and their update leaves the encoder/decoder graph valid.
@@ -127,7 +134,8 @@ def game_step(model, batches: list, opt_critic, opt_autoencoder, *, autocast=Non
     try:
         with autocast:  # a separate block: autocast's cache of cast weights would hold pre-step critic weights
             # same batch, codes and real-image critic features (one critic step old) as the last critic step
-            ae = model.autoencoder_losses(x, z, z_fake, x_fake, real_features=critic.real_features)
+            real_features = critic.real_features if critic else None
+            ae = model.autoencoder_losses(x, z, z_fake, x_fake, real_features=real_features)
             ae_loss = ae.encoder + ae.decoder
         update(ae_loss, opt_autoencoder, model.autoencoder_parameters(), scaler_ae)
     finally:
@@ -299,6 +307,14 @@ class MetricsLog:
             new = self.fields is None or not self.path.exists() or self.path.stat().st_size == 0
             if self.fields is None:
                 self.fields = list(row)
+            elif not new and set(row) - set(self.fields):  # a column appears (the critics' after a skip step)
+                self.fields += [k for k in row if k not in self.fields]
+                with open(self.path, newline="") as f:
+                    rows = list(csv.DictReader(f))
+                with open(self.path, "w", newline="") as f:
+                    w = csv.DictWriter(f, self.fields)
+                    w.writeheader()
+                    w.writerows(rows)
             with open(self.path, "a", newline="") as f:
                 w = csv.DictWriter(f, self.fields, extrasaction="ignore")
                 if new:
@@ -393,18 +409,29 @@ def train(cfg: TrainConfig) -> Path:
     sync = partial(sync_gradients, world=world) if ddp else None
     data_iter = batches(dataset, cfg, state.step, rank, world, device)
     t0, images_seen = time.perf_counter(), 0
+    critic_logs, last_critic_loss = {}, None  # the last critic step's (none yet after a --critic-every resume)
     # the bar is closed when the run stops with an error too: the message then gets a line of its own
     progress = tqdm(total=total_steps, initial=state.step, disable=not master, dynamic_ncols=True, desc="bavae train")
     with progress:
         while state.step < total_steps:
             xs = [next(data_iter) for _ in range(cfg.critic_steps)]
+            update_critics = state.step % cfg.critic_every == 0
             critic, ae, critic_loss, ae_loss = game_step(
-                model, xs, state.opt_critic, state.opt_autoencoder, autocast=autocast, scalers=scalers, sync=sync
+                model,
+                xs,
+                state.opt_critic,
+                state.opt_autoencoder,
+                autocast=autocast,
+                scalers=scalers,
+                sync=sync,
+                update_critics=update_critics,
             )
-            scalars = {**critic.logs, **ae.logs}
-            bad, out_of_time = step_flags(cfg, critic_loss, ae_loss, scalars, t0, device, ddp)
+            if critic is not None:  # with --critic-every k, the logs and the guard keep the last critic step's
+                critic_logs, last_critic_loss = critic.logs, critic_loss
+            scalars = {**critic_logs, **ae.logs}
+            bad, out_of_time = step_flags(cfg, last_critic_loss, ae_loss, scalars, t0, device, ddp)
             if bad:  # every rank takes this branch together (step_flags agrees them)
-                why = diverged(state.step, critic_loss, ae_loss, scalars)
+                why = diverged(state.step, last_critic_loss, ae_loss, scalars)
                 state = recover(state, out, cfg, device, why)
                 data_iter = batches(dataset, cfg, state.step, rank, world, device)
                 if master:
@@ -437,7 +464,9 @@ def train(cfg: TrainConfig) -> Path:
                 scalars["images_per_s"] = images_seen / (time.perf_counter() - t0)
                 scalars["lr_scale"], scalars["recoveries"] = state.lr_scale, state.recoveries
                 scalars["cpu_minutes"] = state.cpu_seconds() / 60  # of training so far, across resumptions
-                progress.set_postfix({k: f"{scalars[name]:{fmt}}" for k, (name, fmt) in POSTFIX.items()})
+                progress.set_postfix(
+                    {k: f"{scalars[name]:{fmt}}" for k, (name, fmt) in POSTFIX.items() if name in scalars}
+                )
                 log.write(step, scalars)
             if master and cfg.sample_every and (step % cfg.sample_every == 0 or step == total_steps):
                 (out / "samples").mkdir(parents=True, exist_ok=True)
@@ -526,8 +555,8 @@ def prepare_out(out: Path, cfg: TrainConfig) -> None:
 
 def step_flags(cfg: TrainConfig, critic_loss, ae_loss, scalars: dict, t0: float, device, ddp: bool) -> list[float]:
     """(diverged, out of time) for this step, the same on every rank (each must take the same branches)."""
-    worst = max(abs(scalars["t_posterior"]), abs(scalars["d_real"]), abs(scalars["d_fake"]))
-    finite = math.isfinite(critic_loss.item()) and math.isfinite(ae_loss.item())
+    worst = largest_critic_output(scalars)
+    finite = math.isfinite(ae_loss.item()) and (critic_loss is None or math.isfinite(critic_loss.item()))
     out_of_time = cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes
     flags = torch.tensor([float(not finite or worst > cfg.max_critic_value), float(out_of_time)], device=device)
     if ddp:
@@ -535,11 +564,16 @@ def step_flags(cfg: TrainConfig, critic_loss, ae_loss, scalars: dict, t0: float,
     return flags.tolist()
 
 
+def largest_critic_output(scalars: dict) -> float:
+    """The largest |mean critic output| of the last critic step (0 before the first one of a resumed run)."""
+    return max((abs(scalars[k]) for k in ("t_posterior", "d_real", "d_fake") if k in scalars), default=0.0)
+
+
 def diverged(step: int, critic_loss, ae_loss, scalars: dict) -> str:
-    worst = max(abs(scalars["t_posterior"]), abs(scalars["d_real"]), abs(scalars["d_fake"]))
+    critic = f"critic loss {critic_loss.item():.3g}, " if critic_loss is not None else ""
     return (
-        f"step {step}: critic loss {critic_loss.item():.3g}, autoencoder loss {ae_loss.item():.3g}, "
-        f"largest critic output {worst:.3g}"
+        f"step {step}: {critic}autoencoder loss {ae_loss.item():.3g}, "
+        f"largest critic output {largest_critic_output(scalars):.3g}"
     )
 
 

@@ -100,6 +100,7 @@ class Recipe:
     lr: float = 2e-4
     critic_lr: float = 2e-4
     flip: bool = False  # bavae train --augment flip
+    critic_every: int = 1  # bavae train --critic-every: the critics step on one step in k
 
 
 RECIPES = {
@@ -117,6 +118,11 @@ RECIPES = {
         "bavae-code1-nommd": Recipe(
             {"shared_critic_trunk": True, "objective_weights": {"code": 1.0, "marginal": 0.0}}
         ),  # the code critic instead of the MMD
+        # issue 21, the step's cost: a cheaper critic (a quarter of the conv FLOPs) or one critic step in two
+        "bavae-critic16": Recipe({"shared_critic_trunk": True, "critic_width": 16}),
+        "bavae-every2": Recipe({"shared_critic_trunk": True}, critic_every=2),
+        "bavae-every2-clr4e-4": Recipe({"shared_critic_trunk": True}, critic_lr=4e-4, critic_every=2),
+        "bavae-critic16-every2": Recipe({"shared_critic_trunk": True, "critic_width": 16}, critic_every=2),
     },
     "emoji": {
         # bavae-emoji64's (and bavae-celeba64's) recipe before the A/B; each variant below changes one thing
@@ -231,7 +237,7 @@ class Discriminator(BaseDiscriminator):
 
 
 def build(kind: str, data: Data) -> tuple[nn.Module, callable, callable, dict]:
-    """(model, step(x), encode(x) -> codes for the mixture, optimisers by name) for one kind."""
+    """(model, step(x, index), encode(x) -> codes for the mixture, optimisers by name) for one kind."""
     if kind.startswith("bavae"):
         recipe = RECIPES[data.name][kind]
         spec = data.spec
@@ -246,7 +252,9 @@ def build(kind: str, data: Data) -> tuple[nn.Module, callable, callable, dict]:
         opt_c, opt_ae = optimizers(model, recipe.lr, recipe.critic_lr, BETAS, "cpu")
         bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and cpu_has_fast_bf16())
         autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else None
-        step = lambda x: game_step(model, [x], opt_c, opt_ae, autocast=autocast)  # noqa: E731
+        step = lambda x, i: game_step(  # noqa: E731
+            model, [x], opt_c, opt_ae, autocast=autocast, update_critics=i % recipe.critic_every == 0
+        )
         return model, step, model.encoder, {"critic": opt_c, "autoencoder": opt_ae}
     common = dict(input_dim=data.shape, latent_dim=data.spec.latent_dim)
     enc, dec = GaussianEncoder(data.spec), Decoder(data.spec)
@@ -293,7 +301,7 @@ def build(kind: str, data: Data) -> tuple[nn.Module, callable, callable, dict]:
         raise ValueError(f"unknown model {kind!r}; expected one of {(*RECIPES[data.name], *PEERS)}")
     size = 60000
 
-    def step(x: torch.Tensor) -> None:
+    def step(x: torch.Tensor, index: int) -> None:
         optimizers_step(opts, model({"data": x}, epoch=0, dataset_size=size, uses_ddp=False))
 
     return model, step, lambda x: model.encoder(x).embedding, vars(opts)
@@ -380,7 +388,7 @@ def train(
     cpu0, excluded, last_save = time.process_time(), 0.0, used_before
     it = batches(steps)
     while todo:
-        step(next(it))
+        step(next(it), steps)
         with torch.no_grad():  # EMA of every parameter (ours: the critics too, harmlessly; only E and G are used)
             decay = min(0.999, (1 + steps) / (10 + steps))
             torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)

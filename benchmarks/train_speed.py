@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import platform
 import time
@@ -30,7 +31,8 @@ SETUPS = {
     "bavae shared critic trunk, fp32": (dict(shared_critic_trunk=True), "fp32"),
     "bavae shipped (shared critic trunk, bf16)": (dict(shared_critic_trunk=True), "bf16"),
 }
-# --extras: the shipped setup with one more change each
+# --extras: the shipped setup with one more change each; also critic_width=N (the critics' base width) and
+# critic_every=K (`bavae train --critic-every K`: the critics step on one step in K)
 EXTRAS = ("channels_last", "compile", "prior_fakes", "sample")
 
 
@@ -100,9 +102,18 @@ def main() -> None:
 
         runs[f"gaussian vae {precision}"] = run_vae
     setups = dict(SETUPS)
+    critic_every = {}
     for extra in filter(None, args.extras.split(",")):
+        key, _, value = extra.partition("=")
+        if key not in (*EXTRAS, "critic_width", "critic_every"):
+            p.error(f"unknown extra {extra!r}: expected one of {EXTRAS}, critic_width=N or critic_every=K")
         weights = {"prior_fakes": {"prior_fakes": 0.5}, "sample": {"prior_fakes": 0.5, "sample": 1.0}}.get(extra, {})
-        setups[f"bavae shipped + {extra}"] = (dict(shared_critic_trunk=True, objective_weights=weights), "bf16")
+        overrides = dict(shared_critic_trunk=True, objective_weights=weights)
+        if key == "critic_width":
+            overrides["critic_width"] = int(value)
+        setups[f"bavae shipped + {extra}"] = (overrides, "bf16")
+        if key == "critic_every":
+            critic_every[f"bavae shipped + {extra}"] = int(value)
     for name, (overrides, precision) in setups.items():
         torch.manual_seed(0)
         model = BAVAE(dataclasses.replace(base, **overrides)).to(device).train()
@@ -113,8 +124,9 @@ def main() -> None:
             for net in (model.encoder.trunk, model.decoder.body, model.inference_critic.image_trunk):
                 net.compile()
         opt_c, opt_ae = optimizers(model, 2e-4, 2e-4, (0.5, 0.999), device)
-        runs[name] = lambda m=model, c=opt_c, a=opt_ae, pr=precision, xs=xs: game_step(
-            m, [xs], c, a, autocast=autocast(pr)
+        every, count = critic_every.get(name, 1), itertools.count()  # the training loop's schedule: step % k == 0
+        runs[name] = lambda m=model, c=opt_c, a=opt_ae, pr=precision, xs=xs, k=every, n=count: game_step(
+            m, [xs], c, a, autocast=autocast(pr), update_critics=next(n) % k == 0
         )
 
     def timed(fn) -> float:

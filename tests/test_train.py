@@ -354,6 +354,30 @@ def test_kill_9_then_resume_continues_and_is_bit_identical(tmp_path):
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a if k.startswith(("model.", "opt_")))
 
 
+def test_critic_every_steps_the_critics_one_step_in_k_and_resumes_from_a_skipped_step(tmp_path, photos):
+    """--critic-every 2: the critics' Adam steps 3 times in 6 steps while the encoder/decoder's steps 6 times; a run
+    stopped at step 3 (whose next step skips the critics, so the resumed run has no critic logs yet) resumes to the
+    weights of an uninterrupted run, and its CSV gets the critics' columns once they step."""
+    args = ["--dataset", "folder", "--data-dir", str(photos), "--arch", "mlp", "--image-size", "28"]
+    args += ["--channels", "1", "--sample-every", "0", "--sampler-components", "0", "--critic-every", "2", *TINY_ARGS]
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    run_train(*args, "--steps", "6", "--out", str(straight))
+    run_train(*args, "--steps", "3", "--out", str(cut))
+    run_train("--resume", str(cut), "--steps", "6")
+    with safe_open(str(straight / "training_state.safetensors"), framework="pt") as f:
+        meta = json.loads(f.metadata()["bavae_training_state"])
+    adam_steps = {
+        name: {v for k, v in meta[name]["scalars"].items() if k.endswith(".step")}
+        for name in ("opt_critic", "opt_autoencoder")
+    }
+    assert adam_steps == {"opt_critic": {3.0}, "opt_autoencoder": {6.0}}, adam_steps
+    assert meta["train_config"]["critic_every"] == 2
+    a, b = weights(straight), weights(cut)
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from an uninterrupted run"
+    header, *rows = csv_lines(cut)
+    assert {"kl_estimate", "d_real", "encoder"} <= set(header.split(",")) and logged_steps(cut) == list(range(1, 7))
+
+
 def biases_before_a_channel_norm(model: torch.nn.Module) -> set[str]:
     """State-dict names of the biases of layers directly followed, in some Sequential, by a norm that subtracts each
     channel's mean (BatchNorm, InstanceNorm, GroupNorm with one channel per group): gradient-free parameters."""
@@ -409,6 +433,7 @@ def test_bad_options_exit_2_with_one_line(tmp_path):
         ["--dataset", "fashion-mnist", "--arch", "dcgan", "--image-size", "28"],
         ["--dataset", "fashion-mnist", "--arch", "transformer"],
         ["--resume", str(tmp_path)],
+        ["--dataset", "fashion-mnist", "--critic-every", "2", "--critic-steps", "2"],
     ]
     (tmp_path / "empty").mkdir()
     cases.append(

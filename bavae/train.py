@@ -21,7 +21,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -261,6 +263,7 @@ def batches(dataset, cfg: TrainConfig, start_step: int, rank: int, world: int, d
             num_workers=cfg.num_workers,
             pin_memory=device.type == "cuda",
             generator=torch.Generator(),  # its own: the global RNG stays untouched
+            worker_init_fn=_ignore_interrupts if cfg.num_workers else None,  # Ctrl-C is the main process's
         )
         for x in loader:
             if cfg.augment == "flip":  # its own generator per batch: a resumed run replays the same flips
@@ -268,6 +271,41 @@ def batches(dataset, cfg: TrainConfig, start_step: int, rank: int, world: int, d
                 x = torch.where((torch.rand(len(x), generator=g) < 0.5)[:, None, None, None], x.flip(-1), x)
             yield x.to(device, non_blocking=True)
             index += 1
+
+
+def _ignore_interrupts(_worker_id: int) -> None:
+    """A data worker ignores the terminal's Ctrl-C, so that the main process can save the run and stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class StopRequest:
+    """While active, the first Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after this step and save it, as
+    --max-minutes does; the handler it replaced comes back at once, so a second one stops at once. Only the main
+    thread can take signals: elsewhere (train() in a thread) this does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum, self.previous = None, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        self.signum = signum
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def __exit__(self, *exc) -> None:
+        if self.signum is None:
+            for s, handler in self.previous.items():
+                signal.signal(s, handler)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
 
 
 class MetricsLog:
@@ -412,7 +450,7 @@ def train(cfg: TrainConfig) -> Path:
     critic_logs, last_critic_loss = {}, None  # the last critic step's (none yet after a --critic-every resume)
     # the bar is closed when the run stops with an error too: the message then gets a line of its own
     progress = tqdm(total=total_steps, initial=state.step, disable=not master, dynamic_ncols=True, desc="bavae train")
-    with progress:
+    with progress, StopRequest() as stop:
         while state.step < total_steps:
             xs = [next(data_iter) for _ in range(cfg.critic_steps)]
             update_critics = state.step % cfg.critic_every == 0
@@ -429,7 +467,7 @@ def train(cfg: TrainConfig) -> Path:
             if critic is not None:  # with --critic-every k, the logs and the guard keep the last critic step's
                 critic_logs, last_critic_loss = critic.logs, critic_loss
             scalars = {**critic_logs, **ae.logs}
-            bad, out_of_time = step_flags(cfg, last_critic_loss, ae_loss, scalars, t0, device, ddp)
+            bad, out_of_time = step_flags(cfg, last_critic_loss, ae_loss, scalars, t0, device, ddp, stop)
             if bad:  # every rank takes this branch together (step_flags agrees them)
                 why = diverged(state.step, last_critic_loss, ae_loss, scalars)
                 state = recover(state, out, cfg, device, why)
@@ -455,11 +493,12 @@ def train(cfg: TrainConfig) -> Path:
             if out_of_time:  # this step is the last: sample, checkpoint and save as at the planned end
                 total_steps = step
                 if master:
-                    progress.write(
-                        f"--max-minutes {cfg.max_minutes:g} reached at step {step}; continue with "
-                        f"`bavae train --resume {out}`",
-                        file=sys.stderr,
-                    )
+                    if stop.signum:  # (bavae train then says where the run is saved)
+                        why = f"{stop.name}: saving step {step}, then stopping (once more stops at once)"
+                    else:
+                        why = f"--max-minutes {cfg.max_minutes:g} reached at step {step}; continue with "
+                        why += f"`bavae train --resume {out}`"
+                    progress.write(why, file=sys.stderr)
             if step % cfg.log_every == 0 or step == total_steps:
                 scalars["images_per_s"] = images_seen / (time.perf_counter() - t0)
                 scalars["lr_scale"], scalars["recoveries"] = state.lr_scale, state.recoveries
@@ -478,6 +517,8 @@ def train(cfg: TrainConfig) -> Path:
     if fit_sampler:  # the sampler belongs to the saved (EMA) model, fitted once at the end
         fit_latent_sampler(ema, dataset, cfg.sampler_components, seed=cfg.seed)
         ema.save_pretrained(out)
+    if stop.signum:  # saved as at the end; the caller still learns that the run was stopped
+        raise KeyboardInterrupt(stop.name)
     if ddp:
         dist.destroy_process_group()
     return out
@@ -553,11 +594,15 @@ def prepare_out(out: Path, cfg: TrainConfig) -> None:
     (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 
-def step_flags(cfg: TrainConfig, critic_loss, ae_loss, scalars: dict, t0: float, device, ddp: bool) -> list[float]:
-    """(diverged, out of time) for this step, the same on every rank (each must take the same branches)."""
+def step_flags(
+    cfg: TrainConfig, critic_loss, ae_loss, scalars: dict, t0: float, device, ddp: bool, stop: StopRequest | None = None
+) -> list[float]:
+    """(diverged, out of time or stopped by a signal) for this step, the same on every rank (each must take the
+    same branches: a signal to one rank stops them all)."""
     worst = largest_critic_output(scalars)
     finite = math.isfinite(ae_loss.item()) and (critic_loss is None or math.isfinite(critic_loss.item()))
     out_of_time = cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes
+    out_of_time = out_of_time or (stop is not None and stop.signum is not None)
     flags = torch.tensor([float(not finite or worst > cfg.max_critic_value), float(out_of_time)], device=device)
     if ddp:
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)

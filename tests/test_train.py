@@ -354,6 +354,41 @@ def test_kill_9_then_resume_continues_and_is_bit_identical(tmp_path):
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a if k.startswith(("model.", "opt_")))
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_saves_the_step_it_stops_at_and_the_run_resumes(tmp_path, signum):
+    """Ctrl-C (or SIGTERM) mid-run, with no checkpoint due for 1,000 steps: the run saves the step it stopped at
+    (a checkpoint, the model), says where and how to go on, exits 130, and --resume trains on to the end."""
+    out = tmp_path / "run"
+    args = ["--dataset", "folder", "--data-dir", str(make_folder(tmp_path / "photos", n=24)), "--arch", "mlp"]
+    args += ["--image-size", "28", "--channels", "1", "--steps", "2000", "--checkpoint-every", "1000"]
+    args += ["--sample-every", "0", "--sampler-components", "1", *TINY_ARGS, "--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bavae.train", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env()
+    )
+    try:
+        deadline = time.time() + 120
+        while not ((out / "metrics.csv").exists() and len(csv_lines(out)) > 20):
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = err.decode()
+    n = saved_step(out)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert 20 <= n < 1000, n  # the signal's step, not a scheduled checkpoint
+    assert f"{signal.Signals(signum).name}: saving step {n}" in err
+    assert f"saved at step {n}: continue it with `bavae train --resume {out}`" in err
+    assert "Traceback" not in err and not list(out.glob(".*.tmp"))
+    assert logged_steps(out) == list(range(1, n + 1))
+    assert bavae.load(str(out)).config.arch == "mlp"  # the model was saved too, as at the end
+
+    run_train("--resume", str(out), "--steps", str(n + 10))
+    assert saved_step(out) == n + 10 and logged_steps(out) == list(range(1, n + 11))
+
+
 def test_critic_every_steps_the_critics_one_step_in_k_and_resumes_from_a_skipped_step(tmp_path, photos):
     """--critic-every 2: the critics' Adam steps 3 times in 6 steps while the encoder/decoder's steps 6 times; a run
     stopped at step 3 (whose next step skips the critics, so the resumed run has no critic logs yet) resumes to the

@@ -31,8 +31,9 @@ SETUPS = {
     "bavae shared critic trunk, fp32": (dict(shared_critic_trunk=True), "fp32"),
     "bavae shipped (shared critic trunk, bf16)": (dict(shared_critic_trunk=True), "bf16"),
 }
-# --extras: the shipped setup with one more change each; also critic_width=N (the critics' base width) and
-# critic_every=K (`bavae train --critic-every K`: the critics step on one step in K)
+# --extras: the shipped setup with one more change each; also critic_width=N (the critics' base width),
+# critic_every=K (`bavae train --critic-every K`: the critics step on one step in K) and compile=MODE (torch.compile's
+# mode, e.g. reduce-overhead: CUDA graphs of the compiled networks on a GPU, a new graph step marked per game step)
 EXTRAS = ("channels_last", "compile", "prior_fakes", "sample")
 
 
@@ -106,7 +107,7 @@ def main() -> None:
     for extra in filter(None, args.extras.split(",")):
         key, _, value = extra.partition("=")
         if key not in (*EXTRAS, "critic_width", "critic_every"):
-            p.error(f"unknown extra {extra!r}: expected one of {EXTRAS}, critic_width=N or critic_every=K")
+            p.error(f"unknown extra {extra!r}: expected one of {EXTRAS}, critic_width=N, critic_every=K, compile=MODE")
         weights = {"prior_fakes": {"prior_fakes": 0.5}, "sample": {"prior_fakes": 0.5, "sample": 1.0}}.get(extra, {})
         overrides = dict(shared_critic_trunk=True, objective_weights=weights)
         if key == "critic_width":
@@ -120,14 +121,20 @@ def main() -> None:
         xs = x
         if name.endswith("channels_last"):
             model, xs = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-        if name.endswith("compile"):  # as `bavae train --compile` does: the heavy sub-networks, in place
+        mode = name.partition("+ compile")[2].lstrip("=") if "+ compile" in name else None
+        if mode is not None:  # as `bavae train --compile` does: the heavy sub-networks, in place
             for net in (model.encoder.trunk, model.decoder.body, model.inference_critic.image_trunk):
-                net.compile()
+                net.compile(mode=mode or None)
+        # CUDA graphs (reduce-overhead) reuse their output memory from one step to the next: each game step is a step
+        mark_step = torch.compiler.cudagraph_mark_step_begin if mode and "reduce-overhead" in mode else lambda: None
         opt_c, opt_ae = optimizers(model, 2e-4, 2e-4, (0.5, 0.999), device)
         every, count = critic_every.get(name, 1), itertools.count()  # the training loop's schedule: step % k == 0
-        runs[name] = lambda m=model, c=opt_c, a=opt_ae, pr=precision, xs=xs, k=every, n=count: game_step(
-            m, [xs], c, a, autocast=autocast(pr), update_critics=next(n) % k == 0
-        )
+
+        def run_bavae(m=model, c=opt_c, a=opt_ae, pr=precision, xs=xs, k=every, n=count, mark_step=mark_step):
+            mark_step()
+            game_step(m, [xs], c, a, autocast=autocast(pr), update_critics=next(n) % k == 0)
+
+        runs[name] = run_bavae
 
     def timed(fn) -> float:
         if device.type == "cuda":

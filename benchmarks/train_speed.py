@@ -104,24 +104,29 @@ def main() -> None:
         runs[f"gaussian vae {precision}"] = run_vae
     setups = dict(SETUPS)
     critic_every = {}
-    for extra in filter(None, args.extras.split(",")):
-        key, _, value = extra.partition("=")
-        if key not in (*EXTRAS, "critic_width", "critic_every"):
-            p.error(f"unknown extra {extra!r}: expected one of {EXTRAS}, critic_width=N, critic_every=K, compile=MODE")
-        weights = {"prior_fakes": {"prior_fakes": 0.5}, "sample": {"prior_fakes": 0.5, "sample": 1.0}}.get(extra, {})
-        overrides = dict(shared_critic_trunk=True, objective_weights=weights)
-        if key == "critic_width":
-            overrides["critic_width"] = int(value)
+    for extra in filter(None, args.extras.split(",")):  # one setup each; `a+b` combines changes in one setup
+        overrides = dict(shared_critic_trunk=True, objective_weights={})
+        for change in extra.split("+"):
+            key, _, value = change.partition("=")
+            if key not in (*EXTRAS, "critic_width", "critic_every"):
+                p.error(
+                    f"unknown extra {change!r}: expected one of {EXTRAS}, critic_width=N, critic_every=K, "
+                    "compile=MODE, or several joined by +"
+                )
+            weights = {"prior_fakes": {"prior_fakes": 0.5}, "sample": {"prior_fakes": 0.5, "sample": 1.0}}
+            overrides["objective_weights"].update(weights.get(change, {}))
+            if key == "critic_width":
+                overrides["critic_width"] = int(value)
+            if key == "critic_every":
+                critic_every[f"bavae shipped + {extra}"] = int(value)
         setups[f"bavae shipped + {extra}"] = (overrides, "bf16")
-        if key == "critic_every":
-            critic_every[f"bavae shipped + {extra}"] = int(value)
     for name, (overrides, precision) in setups.items():
         torch.manual_seed(0)
         model = BAVAE(dataclasses.replace(base, **overrides)).to(device).train()
-        xs = x
-        if name.endswith("channels_last"):
+        xs, changes = x, dict(c.partition("=")[::2] for c in name.partition(" + ")[2].split("+") if c)
+        if "channels_last" in changes:
             model, xs = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-        mode = name.partition("+ compile")[2].lstrip("=") if "+ compile" in name else None
+        mode = changes.get("compile")  # "" for the default mode
         if mode is not None:  # as `bavae train --compile` does: the heavy sub-networks, in place
             for net in (model.encoder.trunk, model.decoder.body, model.inference_critic.image_trunk):
                 net.compile(mode=mode or None)

@@ -72,7 +72,7 @@ def pictures(model: BAVAE, dataset: str, data_dir: str | None, out: Path) -> lis
             "## Latent traversals\n\nEach row sweeps one code dimension from -2.5 to 2.5 around the code of one test "
             "image (rows sorted by how much they change the image).\n\n![traversal](traversal.png)\n"
         )
-    if dataset in ("folder", "celeba"):
+    if dataset in ("folder", "celeba", "emoji"):
         x = _test_images(dataset, model.config.image_size, model.config.channels, 32, data_dir)[0]
         recon = model.reconstruct(x, generator=g)
         save_grid(torch.stack([x, recon], 1).flatten(0, 1), out / "reconstructions.png", 16)

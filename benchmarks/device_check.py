@@ -140,9 +140,9 @@ def main() -> None:
         for batch in (64, 256) if not dry else (8,):
             log = work / f"speed-{batch}.log"
             rounds = ["--rounds", "3", "--steps", "30"] if not dry else ["--rounds", "1", "--steps", "1"]
-            # the step-cost candidates of issue 21 (a quarter-FLOP critic, one critic step in two, torch.compile,
-            # CUDA graphs through its reduce-overhead mode);
-            # (and both at once); compiling takes minutes on a CPU, so the dry run proves the others
+            # the step-cost candidates of issue 21 (a quarter-FLOP critic, one critic step in two, both, torch.compile,
+            # CUDA graphs through its reduce-overhead mode); compiling takes minutes on a CPU, so the dry run proves
+            # the others
             extras = "critic_width=16,critic_every=2,critic_width=16+critic_every=2"
             extras += "" if dry else ",compile,compile=reduce-overhead"
             info = run(

@@ -102,12 +102,12 @@ def main() -> None:
                 vae_step(vae, opt, x)
 
         runs[f"gaussian vae {precision}"] = run_vae
-    setups = dict(SETUPS)
-    critic_every = {}
+    setups, changes_of = dict(SETUPS), {}  # name -> its --extras changes, {key: value}
     for extra in filter(None, args.extras.split(",")):  # one setup each; `a+b` combines changes in one setup
-        overrides = dict(shared_critic_trunk=True, objective_weights={})
-        for change in extra.split("+"):
-            key, _, value = change.partition("=")
+        name, overrides = f"bavae shipped + {extra}", dict(shared_critic_trunk=True, objective_weights={})
+        changes_of[name] = dict(change.partition("=")[::2] for change in extra.split("+"))
+        for key, value in changes_of[name].items():
+            change = f"{key}={value}" if value else key
             if key not in (*EXTRAS, "critic_width", "critic_every"):
                 p.error(
                     f"unknown extra {change!r}: expected one of {EXTRAS}, critic_width=N, critic_every=K, "
@@ -117,13 +117,11 @@ def main() -> None:
             overrides["objective_weights"].update(weights.get(change, {}))
             if key == "critic_width":
                 overrides["critic_width"] = int(value)
-            if key == "critic_every":
-                critic_every[f"bavae shipped + {extra}"] = int(value)
-        setups[f"bavae shipped + {extra}"] = (overrides, "bf16")
+        setups[name] = (overrides, "bf16")
     for name, (overrides, precision) in setups.items():
         torch.manual_seed(0)
         model = BAVAE(dataclasses.replace(base, **overrides)).to(device).train()
-        xs, changes = x, dict(c.partition("=")[::2] for c in name.partition(" + ")[2].split("+") if c)
+        xs, changes = x, changes_of.get(name, {})
         if "channels_last" in changes:
             model, xs = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
         mode = changes.get("compile")  # "" for the default mode
@@ -133,7 +131,10 @@ def main() -> None:
         # CUDA graphs (reduce-overhead) reuse their output memory from one step to the next: each game step is a step
         mark_step = torch.compiler.cudagraph_mark_step_begin if mode and "reduce-overhead" in mode else lambda: None
         opt_c, opt_ae = optimizers(model, 2e-4, 2e-4, (0.5, 0.999), device)
-        every, count = critic_every.get(name, 1), itertools.count()  # the training loop's schedule: step % k == 0
+        every, count = (
+            int(changes.get("critic_every", 1)),
+            itertools.count(),
+        )  # the training loop's schedule: step % k == 0
 
         def run_bavae(m=model, c=opt_c, a=opt_ae, pr=precision, xs=xs, k=every, n=count, mark_step=mark_step):
             mark_step()

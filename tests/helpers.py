@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -201,3 +202,19 @@ def model_config_of_command(command: str):
     assert argv[:2] == ["bavae", "train"], command
     params = train_cli.train_command.make_context("bavae train", argv[2:]).params  # parsed, not validated: no data
     return train_cli.options_config(params).model_config()
+
+
+def signal_when(proc: subprocess.Popen, ready: Callable[[], bool], signum: int, what: str, wait: float = 120):
+    """Send ``signum`` to a running ``proc`` once ``ready()`` (within ``wait`` seconds, the process still running);
+    returns its (stdout, stderr) once it ended. The process is killed if the test fails before that."""
+    deadline = time.monotonic() + wait
+    try:
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"{what} in {wait:g} s"
+            time.sleep(0.02)
+        proc.send_signal(signum)
+        return proc.communicate(timeout=wait)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

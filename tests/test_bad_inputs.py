@@ -17,12 +17,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from bad_inputs import CASES, make_sandbox, run_matrix, sandbox_env  # tests/ is on sys.path, as for helpers
+from helpers import signal_when
 
 
 @pytest.fixture(scope="module")
@@ -210,17 +210,7 @@ def test_a_signal_mid_write_leaves_no_temporary_file(sandbox, tmp_path, signum):
                     return True
         return False
 
-    deadline = time.monotonic() + 120
-    try:
-        while not growing():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no temporary file grew past 1 MiB in 120 s"
-            time.sleep(0.02)
-        proc.send_signal(signum)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _, err = signal_when(proc, growing, signum, "no temporary file grew past 1 MiB")
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "the temporary file (or a half npz) was left"
     if signum == signal.SIGTERM:
         assert proc.returncode == -signal.SIGTERM, (proc.returncode, err)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import assert_one_line_error, clean_env, ok, run, save_tiny, tiny_model, weight_distance
+from helpers import assert_one_line_error, clean_env, ok, run, save_tiny, signal_when, tiny_model, weight_distance
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -365,16 +365,8 @@ def test_a_signal_saves_the_step_it_stops_at_and_the_run_resumes(tmp_path, signu
     proc = subprocess.Popen(
         [sys.executable, "-m", "bavae.train", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env()
     )
-    try:
-        deadline = time.time() + 120
-        while not ((out / "metrics.csv").exists() and len(csv_lines(out)) > 20):
-            assert proc.poll() is None and time.time() < deadline, proc.communicate()
-            time.sleep(0.05)
-        proc.send_signal(signum)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    logged = lambda: (out / "metrics.csv").exists() and len(csv_lines(out)) > 20  # noqa: E731
+    _, err = signal_when(proc, logged, signum, "20 steps not logged")
     err = err.decode()
     n = saved_step(out)
     assert proc.returncode == 130, (proc.returncode, err)

@@ -136,7 +136,9 @@ class BAVAEConfig:
     posterior_noise_dim: int = option(16, "Size of eps in the implicit encoder E(x, eps).")
     decoder_noise_dim: int = option(0, "Size of eta in G(z, eta); 0: a deterministic decoder.")
     width: int = option(32, "Base width of the encoder/decoder family.")
-    critic_width: int | None = option(None, "Base width of both critics (default: --width).")
+    # bavae train's critics are half the family's width: at equal CPU time they train faster and score better
+    # (docs/benchmarks.md, "The step's cost"); a config without one (every model before that) means --width.
+    critic_width: int | None = option(None, "Base width of both critics (default: half of --width).")
     spectral_norm: bool = option(
         True, "On the critics: the exp terms of the value functions blow up without it.", cli=False
     )
@@ -300,8 +302,12 @@ class TrainConfig:
     critic_steps: int = option(1, "Critic updates per encoder/decoder update.", least=1)
     # The other way round: the critics step on one step in k and the encoder/decoder on every step, against the
     # critics' features of the real batch (no critic backward on the skipped steps: the step's largest cost).
-    critic_every: int = option(
-        1, "Update the critics on every k-th step only (1: every step, eq. 19's alternation).", least=1
+    # None: 2, or 1 with critic_steps above 1 (resolved when the config is made, so train_config.json holds it).
+    critic_every: int | None = option(
+        None,
+        "Update the critics on every k-th step only (1: every step, eq. 19's alternation). Default: 2, or 1 with "
+        "--critic-steps above 1.",
+        least=1,
     )
     ema_decay: float = option(0.999)
     seed: int = option(0)
@@ -329,6 +335,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         p = ""
+        if self.critic_every is None:
+            self.critic_every = 2 if self.critic_steps == 1 else 1
         for name in (
             "steps",
             "batch_size",
@@ -391,6 +399,8 @@ class TrainConfig:
             options["image_size"] = dataset.natural_image_size(sizes)
         if options["channels"] is None:
             options["channels"] = dataset.channels
+        if options["critic_width"] is None and is_int(options["width"]):
+            options["critic_width"] = max(1, options["width"] // 2)
         return BAVAEConfig(**options)
 
     def to_dict(self) -> dict[str, Any]:
@@ -408,6 +418,11 @@ class TrainConfig:
             raise ConfigError(None, f"unknown option(s) {sorted(unknown)}")
         model = {**{k: v for k, v in flat.items() if v is not None}, **dict(data.pop("model", None) or {})}
         return cls(**data, model=model)
+
+
+# Options whose default has changed since runs were saved: a saved run's train_config.json without one (written
+# before the option existed) ran with this value, and --resume goes on with it.
+SAVED_RUN_DEFAULTS: dict[str, Any] = {"critic_every": 1}
 
 
 def model_options() -> list[dataclasses.Field]:

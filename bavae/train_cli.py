@@ -21,7 +21,7 @@ import click
 from tqdm.auto import tqdm
 
 from . import data, zoo
-from .configs import BAVAEConfig, TrainConfig, model_options
+from .configs import SAVED_RUN_DEFAULTS, BAVAEConfig, TrainConfig, model_options
 from .errors import BAVAEError, ConfigError, one_line
 from .files import check_output_folder, file_problem
 from .options import field_options, flag
@@ -97,7 +97,7 @@ def _command_config(ctx: click.Context, config_file: str | None, resume: str | N
     meta = None
     if resume:
         meta = _resumed(resume, explicit, from_file, given, config_file)
-        values.update(_flat(meta["train_config"]))
+        values.update({**SAVED_RUN_DEFAULTS, **_flat(meta["train_config"])})
         values["out"] = resume
     values.update(from_file)
     if resume is None:  # defaults fill in what neither the file nor the command line said

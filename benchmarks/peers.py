@@ -123,6 +123,17 @@ RECIPES = {
         "bavae-every2": Recipe({"shared_critic_trunk": True}, critic_every=2),
         "bavae-every2-clr4e-4": Recipe({"shared_critic_trunk": True}, critic_lr=4e-4, critic_every=2),
         "bavae-critic16-every2": Recipe({"shared_critic_trunk": True, "critic_width": 16}, critic_every=2),
+        # the prior path again, on the shipped recipe since issue 21 (critic width 16, critics every 2nd step)
+        **{
+            f"bavae-c16e2-{name}": Recipe(
+                {"shared_critic_trunk": True, "critic_width": 16, "objective_weights": weights}, critic_every=2
+            )
+            for name, weights in (
+                ("marginal300", {"marginal": 300.0}),
+                ("sliced10", {"sliced": 10.0}),
+                ("code1", {"code": 1.0}),
+            )
+        },
     },
     "emoji": {
         # bavae-emoji64's (and bavae-celeba64's) recipe before the A/B; each variant below changes one thing
@@ -139,6 +150,10 @@ RECIPES = {
             {"shared_critic_trunk": True, "latent_dim": 128, "posterior_noise_dim": 128}, lr=5e-4, critic_lr=5e-4
         ),
         "bavae-lr5e-4-flip": Recipe({"shared_critic_trunk": True}, lr=5e-4, critic_lr=5e-4, flip=True),
+        # issue 21's cheaper critics at 64 px: bavae-emoji64's recipe with critic width 16, critics every 2nd step
+        "bavae-lr5e-4-flip-critic16-every2": Recipe(
+            {"shared_critic_trunk": True, "critic_width": 16}, lr=5e-4, critic_lr=5e-4, flip=True, critic_every=2
+        ),
     },
 }
 BETAS = (0.5, 0.999)
@@ -470,6 +485,11 @@ NAMES = {
     "bavae-lr5e-4": "bavae, learning rates 5e-4",
     "bavae-lr5e-4-latent128": "bavae, learning rates 5e-4, latent 128",
     "bavae-lr5e-4-flip": "bavae, learning rates 5e-4, mirrored pictures",
+    "bavae-lr5e-4-flip-critic16-every2": "bavae, learning rates 5e-4, mirrored, critic width 16, critics every 2nd step",
+    "bavae-critic16-every2": "bavae, critic width 16, critics every 2nd step (shipped since issue 21)",
+    "bavae-c16e2-marginal300": "bavae shipped, marginal MMD weight 300",
+    "bavae-c16e2-sliced10": "bavae shipped, sliced Wasserstein weight 10",
+    "bavae-c16e2-code1": "bavae shipped, code critic weight 1",
     "vae": "pythae VAE",
     "vaegan": "pythae VAEGAN",
     "aae": "pythae AAE",

@@ -25,11 +25,19 @@ from bavae import BAVAE, BAVAEConfig, nets
 from bavae.nets.common import hidden_dim
 from bavae.train import game_step, optimizers
 
-# name -> (config overrides, precision). "first release": the recipe before the sample-quality work.
+# name -> (config overrides, precision, critic_every). "first release": the recipe before the sample-quality work;
+# "before issue 21": the shipped recipe until the critics became half as wide and stepped on one step in two.
+# A critic_width of "half" is half of --width, as `bavae train` makes it.
+SHIPPED = "bavae shipped (shared trunk, half-width critics every 2nd step, bf16)"
 SETUPS = {
-    "bavae first release (2 critic trunks, fp32)": (dict(shared_critic_trunk=False), "fp32"),
-    "bavae shared critic trunk, fp32": (dict(shared_critic_trunk=True), "fp32"),
-    "bavae shipped (shared critic trunk, bf16)": (dict(shared_critic_trunk=True), "bf16"),
+    "bavae first release (2 critic trunks, fp32)": (dict(shared_critic_trunk=False), "fp32", 1),
+    "bavae shared critic trunk, fp32": (dict(shared_critic_trunk=True), "fp32", 1),
+    "bavae before issue 21 (shared critic trunk, bf16)": (dict(shared_critic_trunk=True), "bf16", 1),
+    SHIPPED: (
+        dict(shared_critic_trunk=True, critic_width="half"),
+        "bf16",
+        2,
+    ),
 }
 # --extras: the shipped setup with one more change each; also critic_width=N (the critics' base width),
 # critic_every=K (`bavae train --critic-every K`: the critics step on one step in K) and compile=MODE (torch.compile's
@@ -69,7 +77,7 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--channels", type=int, default=1)
     p.add_argument("--width", type=int, default=32)
-    p.add_argument("--critic-width", type=int, default=None)
+    p.add_argument("--critic-width", type=int, default=None, help="the critics' width where a setup sets none")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=20, help="steps per round")
     p.add_argument("--rounds", type=int, default=3)
@@ -104,8 +112,9 @@ def main() -> None:
         runs[f"gaussian vae {precision}"] = run_vae
     setups, changes_of = dict(SETUPS), {}  # name -> its --extras changes, {key: value}
     for extra in filter(None, args.extras.split(",")):  # one setup each; `a+b` combines changes in one setup
-        name, overrides = f"bavae shipped + {extra}", dict(shared_critic_trunk=True, objective_weights={})
-        changes_of[name] = dict(change.partition("=")[::2] for change in extra.split("+"))
+        name, overrides = f"bavae shipped + {extra}", {**SETUPS[SHIPPED][0], "objective_weights": {}}
+        changes_of[name] = {"critic_every": str(SETUPS[SHIPPED][2])}
+        changes_of[name].update(change.partition("=")[::2] for change in extra.split("+"))
         for key, value in changes_of[name].items():
             change = f"{key}={value}" if value else key
             if key not in (*EXTRAS, "critic_width", "critic_every"):
@@ -117,9 +126,11 @@ def main() -> None:
             overrides["objective_weights"].update(weights.get(change, {}))
             if key == "critic_width":
                 overrides["critic_width"] = int(value)
-        setups[name] = (overrides, "bf16")
-    for name, (overrides, precision) in setups.items():
+        setups[name] = (overrides, "bf16", int(changes_of[name]["critic_every"]))
+    for name, (overrides, precision, every) in setups.items():
         torch.manual_seed(0)
+        if overrides.get("critic_width") == "half":
+            overrides = {**overrides, "critic_width": max(1, args.width // 2)}
         model = BAVAE(dataclasses.replace(base, **overrides)).to(device).train()
         xs, changes = x, changes_of.get(name, {})
         if "channels_last" in changes:
@@ -131,10 +142,7 @@ def main() -> None:
         # CUDA graphs (reduce-overhead) reuse their output memory from one step to the next: each game step is a step
         mark_step = torch.compiler.cudagraph_mark_step_begin if mode and "reduce-overhead" in mode else lambda: None
         opt_c, opt_ae = optimizers(model, 2e-4, 2e-4, (0.5, 0.999), device)
-        every, count = (
-            int(changes.get("critic_every", 1)),
-            itertools.count(),
-        )  # the training loop's schedule: step % k == 0
+        count = itertools.count()  # the training loop's schedule: step % k == 0
 
         def run_bavae(m=model, c=opt_c, a=opt_ae, pr=precision, xs=xs, k=every, n=count, mark_step=mark_step):
             mark_step()

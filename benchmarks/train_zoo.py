@@ -2,12 +2,12 @@
 
     OMP_NUM_THREADS=1 python benchmarks/train_zoo.py --out runs/zoo [--models bavae-emoji64,...]
 
-Each model's exact `bavae train` command is in ``COMMANDS`` (the zoo records quote them). A finished run is skipped,
+Each model's exact `bavae train` command is its zoo record's (`bavae info NAME`). A finished run is skipped,
 a cut one resumed (`bavae train --resume`, bit-identical), so the script can be stopped and started across
 sessions. Each run's CPU time is added up in OUT/<name>/cpu.json. Then `benchmarks/bundle_weights.py` turns a
 run into weights/<name>/.
 
-The emoji64 run needs its image folder first: `python benchmarks/make_emoji_folder.py --out data/emoji`.
+The emoji64 run needs its image folder first: `python benchmarks/make_emoji_folder.py --packs DIR --out data/emoji`.
 """
 
 from __future__ import annotations
@@ -21,22 +21,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-# The shipped recipe: one critic trunk with two heads, bf16 autocast (this CPU has avx512_bf16), batch 64.
-RECIPE = "--shared-critic-trunk --precision bf16 --checkpoint-every 1000 --sample-every 2000 --sampler-components 50"
-# bavae-fashionmnist32 and -paper were trained by the first release's recipe: `bavae info NAME` gives their commands.
-COMMANDS = {
-    "bavae-fashionmnist28-mlp": "--dataset fashion-mnist --arch mlp --steps 20000",
-    "bavae-fashionmnist32-resnet": "--dataset fashion-mnist --arch resnet --width 16 --steps 5000",
-    "bavae-dsprites64": "--dataset dsprites --arch dcgan --width 16 --latent-dim 10 --posterior-noise-dim 10 --steps 15000",
-    "bavae-emoji64": (
-        "--dataset folder --data-dir data/emoji --arch dcgan --image-size 64 --channels 3 --width 32 "
-        "--latent-dim 64 --posterior-noise-dim 64 --steps 10000"
-    ),
-}
+from bavae import zoo
+
+# Every bundled model that `bavae train` made from scratch (the paper model's command also fits a sampler after).
+MODELS = [n for n in zoo.list_models() if zoo.model_info(n).bundled and n != "bavae-fashionmnist32-paper"]
 
 
 def command(name: str, out: Path) -> list[str]:
-    return ["bavae", "train", *shlex.split(COMMANDS[name]), *shlex.split(RECIPE), "--out", str(out / name)]
+    """The model's zoo record's exact `bavae train` command (`bavae info NAME`), writing to OUT/NAME: the records
+    are the source of truth, so the script trains what ships (with the options each was made with, not today's
+    defaults where they have moved since)."""
+    cmd = shlex.split(zoo.model_info(name).train_command.split(" && ")[0])
+    where = cmd.index("--out") + 1
+    return [*cmd[:where], str(out / name), *cmd[where + 1 :]]
 
 
 def cpu_seconds_of_children() -> float:
@@ -47,7 +44,7 @@ def cpu_seconds_of_children() -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/zoo")
-    p.add_argument("--models", default=",".join(COMMANDS))
+    p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--print", action="store_true", help="print the commands and exit")
     args = p.parse_args()
     out = Path(args.out)

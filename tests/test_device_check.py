@@ -49,8 +49,8 @@ def test_device_check_dry_run_covers_every_phase(tmp_path):
     results = json.loads((out / "results.json").read_text())
     phases = results["phases"]
     speed = phases["speed"]["8"]
-    shipped = "bavae shipped (shared critic trunk, bf16)"
-    assert {"gaussian vae fp32", shipped, "bavae shipped + critic_every=2"} <= set(speed), speed
+    shipped = "bavae shipped (shared trunk, half-width critics every 2nd step, bf16)"
+    assert {"gaussian vae fp32", shipped, "bavae shipped + critic_every=1"} <= set(speed), speed
     assert all(r["images_per_s"] > 0 and r["over_vae_fp32"] > 0 for r in speed.values())
     assert phases["tests"]["rc"] in (0, 5), phases["tests"]  # on the CPU every cuda test skips (5: none selected)
     for packed in results["packed"]:  # runs travel as tar.gz files inside a few tar files

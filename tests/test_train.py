@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import bavae
+from bavae import train_cli
 
 TINY_ARGS = ["--width", "8", "--latent-dim", "4", "--posterior-noise-dim", "4", "--batch-size", "8", "--log-every", "1"]
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
@@ -382,11 +383,12 @@ def test_a_signal_saves_the_step_it_stops_at_and_the_run_resumes(tmp_path, signu
 
 
 def test_critic_every_steps_the_critics_one_step_in_k_and_resumes_from_a_skipped_step(tmp_path, photos):
-    """--critic-every 2: the critics' Adam steps 3 times in 6 steps while the encoder/decoder's steps 6 times; a run
-    stopped at step 3 (whose next step skips the critics, so the resumed run has no critic logs yet) resumes to the
-    weights of an uninterrupted run, and its CSV gets the critics' columns once they step."""
+    """bavae train's default since issue 21, --critic-every 2: the critics' Adam steps 3 times in 6 steps while the
+    encoder/decoder's steps 6 times, and the critics are half as wide; a run stopped at step 3 (whose next step skips
+    the critics, so the resumed run has no critic logs yet) resumes to the weights of an uninterrupted run, and its
+    CSV gets the critics' columns once they step. --critic-steps above 1 alone turns the default back to 1."""
     args = ["--dataset", "folder", "--data-dir", str(photos), "--arch", "mlp", "--image-size", "28"]
-    args += ["--channels", "1", "--sample-every", "0", "--sampler-components", "0", "--critic-every", "2", *TINY_ARGS]
+    args += ["--channels", "1", "--sample-every", "0", "--sampler-components", "0", *TINY_ARGS]
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     run_train(*args, "--steps", "6", "--out", str(straight))
     run_train(*args, "--steps", "3", "--out", str(cut))
@@ -399,6 +401,9 @@ def test_critic_every_steps_the_critics_one_step_in_k_and_resumes_from_a_skipped
     }
     assert adam_steps == {"opt_critic": {3.0}, "opt_autoencoder": {6.0}}, adam_steps
     assert meta["train_config"]["critic_every"] == 2
+    config = bavae.load(str(straight)).config
+    assert config.critic_width == config.width // 2
+    assert train_cli.options_config({"critic_steps": 2}).critic_every == 1
     a, b = weights(straight), weights(cut)
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from an uninterrupted run"
     header, *rows = csv_lines(cut)

@@ -41,7 +41,7 @@ PACKAGES = {
     "fluent-modern": "fluentui-emoji-1.3.0.tgz",
     "fluent-flat": "fluentui-emoji-1.3.0.tgz",
 }
-DEFAULT_STYLES = ("noto", "twemoji", "fluent-modern", "fluent-flat")
+DEFAULT_STYLES = ("noto", "twemoji", "fluent-modern")  # the training styles: fluent-flat is held out whole
 LICENSES = {
     "noto": "Apache-2.0 (Google Noto Color Emoji)",
     "twemoji": "CC-BY 4.0 (Twemoji by Twitter, Inc and other contributors)",

@@ -44,7 +44,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -134,6 +134,15 @@ RECIPES = {
                 ("code1", {"code": 1.0}),
             )
         },
+        # the prior path, on what the codes showed (method.md section 6): the shipped recipe's codes fill a set of
+        # about 9 dimensions of the 16, so prior draws fall between them; a latent the codes can fill
+        **{
+            f"bavae-c16e2-latent{n}": Recipe(
+                {"shared_critic_trunk": True, "critic_width": 16, "latent_dim": n, "posterior_noise_dim": n},
+                critic_every=2,
+            )
+            for n in (8, 10, 12)
+        },
     },
     "emoji": {
         # bavae-emoji64's (and bavae-celeba64's) recipe before the A/B; each variant below changes one thing
@@ -157,7 +166,7 @@ RECIPES = {
     },
 }
 BETAS = (0.5, 0.999)
-PEERS = ("vae", "vaegan", "aae", "wae", "rae")
+PEERS = ("vae", "vaegan", "aae", "wae", "rae")  # each also as e.g. aae-latent10: the same peer with a latent of 10
 MODELS = ("bavae", "bavae-fp32", "vae", "vaegan", "aae", "wae", "rae", "bavae-resnet")
 
 
@@ -186,6 +195,14 @@ class Data:
         if self.name == "fashion-mnist":
             return {"dataset": "fashion-mnist"}
         return {"dataset": "folder", "data_dir": self.data_dir}
+
+
+def peer_data(kind: str, data: Data) -> tuple[str, Data]:
+    """A peer's name without its -latentN suffix, and the data spec with that latent size (the run's by default)."""
+    base, _, latent = kind.partition("-latent")
+    if not latent:
+        return kind, data
+    return base, replace(data, spec=replace(data.spec, latent_dim=int(latent), posterior_noise_dim=int(latent)))
 
 
 def data_setup(name: str, data_dir: str | None) -> Data:
@@ -271,6 +288,7 @@ def build(kind: str, data: Data) -> tuple[nn.Module, callable, callable, dict]:
             model, [x], opt_c, opt_ae, autocast=autocast, update_critics=i % recipe.critic_every == 0
         )
         return model, step, model.encoder, {"critic": opt_c, "autoencoder": opt_ae}
+    kind, data = peer_data(kind, data)
     common = dict(input_dim=data.shape, latent_dim=data.spec.latent_dim)
     enc, dec = GaussianEncoder(data.spec), Decoder(data.spec)
     if kind == "vae":
@@ -444,7 +462,7 @@ def adapter(kind: str, data: Data, model: nn.Module, encode: callable, mixture) 
         latent = model.config.latent_dim
     else:
         decode = lambda z: model.decoder(z).reconstruction  # noqa: E731
-        latent = data.spec.latent_dim
+        latent = peer_data(kind, data)[1].spec.latent_dim
     samplers = {"prior": lambda n: decode(torch.randn(n, latent)), "gmm": lambda n: decode(mixture.sample(n))}
     return ModelAdapter(
         lambda x: decode(encode(x)),
@@ -490,6 +508,7 @@ NAMES = {
     "bavae-c16e2-marginal300": "bavae shipped, marginal MMD weight 300",
     "bavae-c16e2-sliced10": "bavae shipped, sliced Wasserstein weight 10",
     "bavae-c16e2-code1": "bavae shipped, code critic weight 1",
+    **{f"bavae-c16e2-latent{n}": f"bavae shipped, latent {n}" for n in (8, 10, 12)},
     "vae": "pythae VAE",
     "vaegan": "pythae VAEGAN",
     "aae": "pythae AAE",
@@ -500,7 +519,9 @@ NAMES = {
 
 def label(run: str) -> str:
     kind, _, seed = run.partition("-seed")
-    return NAMES.get(kind, kind) + (f", seed {seed}" if seed else "")
+    base, _, latent = kind.partition("-latent")
+    name = NAMES.get(kind) or (f"{NAMES[base]}, latent {latent}" if base in PEERS and latent else kind)
+    return name + (f", seed {seed}" if seed else "")
 
 
 def markdown(results: dict, at: str) -> str:

@@ -29,7 +29,7 @@ PRIORS = ("normal", "uniform")
 SAMPLER_KINDS = ("gmm",)
 MAX_COMPONENTS = 1024  # a config asking for more is not one we wrote
 PRECISIONS = ("fp32", "bf16", "fp16")
-AUGMENTATIONS = ("none", "flip")
+AUGMENTATIONS = ("none", "flip", "flip+shift")
 SEED_MAX = 2**32 - 1  # seeds reach numpy and scikit-learn too, which take 0 <= seed < 2**32
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
 # The bounds of the counts the commands and the API take alike, in one table: `bavae interpolate --steps` and
@@ -281,7 +281,8 @@ class TrainConfig:
     limit: int | None = option(None, "Use only the first N images.")
     augment: str = option(
         "none",
-        "flip: each training picture mirrored left-right with probability 1/2 (a small set seen twice as large).",
+        "flip: each training picture mirrored left-right with probability 1/2 (a small set seen twice as large); "
+        "flip+shift: also moved by up to 1/16 of its side in each direction, edges repeated.",
         choices=lambda: AUGMENTATIONS,
     )
     # the model of a fresh run: BAVAEConfig fields, each a `bavae train` option (see BAVAEConfig's metadata)

@@ -266,11 +266,26 @@ def batches(dataset, cfg: TrainConfig, start_step: int, rank: int, world: int, d
             worker_init_fn=_ignore_interrupts if cfg.num_workers else None,  # Ctrl-C is the main process's
         )
         for x in loader:
-            if cfg.augment == "flip":  # its own generator per batch: a resumed run replays the same flips
-                g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
-                x = torch.where((torch.rand(len(x), generator=g) < 0.5)[:, None, None, None], x.flip(-1), x)
+            if cfg.augment != "none":  # its own generator per batch: a resumed run replays the same pictures
+                x = augment(x, cfg.augment, torch.Generator().manual_seed(cfg.seed * 1_000_003 + index))
             yield x.to(device, non_blocking=True)
             index += 1
+
+
+def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """``--augment``: flip mirrors each picture with probability 1/2; flip+shift then moves it by up to 1/16 of its
+    side (edges repeated), against the overfitting of small sets (bavae-emoji64 reconstructs its training emoji at
+    3.5x less pixel error than held-out ones)."""
+    x = torch.where((torch.rand(len(x), generator=generator) < 0.5)[:, None, None, None], x.flip(-1), x)
+    if kind == "flip+shift":
+        n, _, h, w = x.shape
+        s = max(1, h // 16)
+        padded = torch.nn.functional.pad(x, (s, s, s, s), mode="replicate")
+        dy, dx = torch.randint(0, 2 * s + 1, (2, n, 1), generator=generator)
+        rows, cols = dy + torch.arange(h), dx + torch.arange(w)  # (n, h), (n, w)
+        x = padded.permute(0, 2, 3, 1)[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+        x = x.permute(0, 3, 1, 2).contiguous()
+    return x
 
 
 def _ignore_interrupts(_worker_id: int) -> None:

@@ -298,6 +298,35 @@ def test_flip_augmentation_mirrors_about_half_and_replays_from_any_step():
         assert torch.equal(next(later), next(again))
 
 
+def test_flip_shift_augmentation_moves_each_picture_within_a_sixteenth_and_replays():
+    """--augment flip+shift: each picture is itself or its mirror moved by at most side/16 pixels (edges repeated);
+    the moves differ between pictures and the same generator seed gives the same batch (what a resume replays)."""
+    import itertools
+
+    from bavae.train import augment
+
+    x = torch.rand(12, 3, 32, 32)
+    y = augment(x, "flip+shift", torch.Generator().manual_seed(7))
+    assert torch.equal(y, augment(x, "flip+shift", torch.Generator().manual_seed(7)))
+    moves = set()
+    for i in range(len(x)):
+        found = [
+            (flip, dy, dx)
+            for flip in (False, True)
+            for dy, dx in itertools.product(range(5), range(5))  # side 32: up to 2 px each way
+            if torch.equal(
+                torch.nn.functional.pad((x[i].flip(-1) if flip else x[i])[None], (2, 2, 2, 2), mode="replicate")[
+                    0, :, dy : dy + 32, dx : dx + 32
+                ],
+                y[i],
+            )
+        ]
+        assert found, f"picture {i} is no flip and shift of its input"
+        moves.add(found[0])
+    assert len(moves) > 3  # not one move for the whole batch
+    assert not torch.equal(augment(x, "flip+shift", torch.Generator().manual_seed(8)), y)
+
+
 def test_kill_9_then_resume_continues_and_is_bit_identical(tmp_path):
     args = [
         "--dataset",

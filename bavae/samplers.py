@@ -183,6 +183,27 @@ def build_sampler(sampler: dict[str, Any] | None, latent_dim: int) -> GaussianMi
     return GaussianMixtureSampler(sampler["components"], latent_dim)
 
 
+def training_codes(
+    model: Any,
+    dataset: torch.utils.data.Dataset,
+    max_codes: int = 60_000,
+    batch_size: int = 500,
+    seed: int = 0,
+    progress: bool = True,
+) -> torch.Tensor:
+    """(n, latent_dim) float32 codes on the CPU of up to ``max_codes`` images of ``dataset``, spread over the whole
+    set, one posterior draw each (one generator seeded with ``seed``)."""
+    n = min(max_codes, len(dataset))
+    index = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, index), batch_size=batch_size)
+    generator = torch.Generator(model.device).manual_seed(seed)
+    codes = [
+        model.encode(x.to(model.device), generator=generator).float().cpu()
+        for x in tqdm(loader, desc="encoding for the sampler", disable=not progress, leave=False)
+    ]
+    return torch.cat(codes)
+
+
 def fit_latent_sampler(
     model: Any,
     dataset: torch.utils.data.Dataset,
@@ -194,15 +215,7 @@ def fit_latent_sampler(
 ) -> GaussianMixtureSampler:
     """Fit a Gaussian mixture on the codes of up to ``max_codes`` training images (one posterior draw each, spread
     over the whole set) and attach it to ``model`` (a BAVAE); its ``sample`` then draws from it. Returns the sampler."""
-    n = min(max_codes, len(dataset))
-    index = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, index), batch_size=batch_size)
-    generator = torch.Generator(model.device).manual_seed(seed)
-    codes = [
-        model.encode(x.to(model.device), generator=generator).float().cpu()
-        for x in tqdm(loader, desc="encoding for the sampler", disable=not progress, leave=False)
-    ]
-    codes = torch.cat(codes)
+    codes = training_codes(model, dataset, max_codes, batch_size, seed, progress)
     supported = supported_components(len(codes), codes.shape[1])
     if components > supported:
         print(
@@ -223,4 +236,5 @@ __all__ = [
     "fit_latent_sampler",
     "mixture_problem",
     "supported_components",
+    "training_codes",
 ]

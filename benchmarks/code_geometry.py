@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import bavae  # noqa: E402
-from bavae.data import build_dataset  # noqa: E402
+import bavae
+from bavae.data import build_dataset
+from bavae.samplers import training_codes
 
 
 def geometry(codes: torch.Tensor, n_queries: int = 2000, seed: int = 0) -> dict[str, float]:
@@ -32,14 +29,13 @@ def geometry(codes: torch.Tensor, n_queries: int = 2000, seed: int = 0) -> dict[
     g = torch.Generator().manual_seed(seed)
     z, queries = codes[n_queries:], codes[:n_queries]
     prior = torch.randn(n_queries, codes.shape[1], generator=g)
-    cov = torch.cov(codes.T)
-    standard = (codes - codes.mean(0)) / codes.std(0)
-    kurtosis = (standard**4).mean(0)
-    eig = torch.linalg.eigvalsh(cov)
+    mean, std = codes.mean(0), codes.std(0)
+    kurtosis = (((codes - mean) / std) ** 4).mean(0)
+    eig = torch.linalg.eigvalsh(torch.cov(codes.T))
     return {
-        "max_abs_mean": codes.mean(0).abs().max().item(),
-        "std_min": codes.std(0).min().item(),
-        "std_max": codes.std(0).max().item(),
+        "max_abs_mean": mean.abs().max().item(),
+        "std_min": std.min().item(),
+        "std_max": std.max().item(),
         "cov_eig_min": eig.min().item(),
         "cov_eig_max": eig.max().item(),
         "kurtosis_min": kurtosis.min().item(),
@@ -63,26 +59,14 @@ def main() -> None:
     p.add_argument("model", help="a zoo name or a saved model folder")
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("-n", type=int, default=10000, help="training pictures to encode")
+    p.add_argument("-n", type=int, default=10000, help="training pictures to encode (spread over the set)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(1)
     model = bavae.load(args.model).eval()
     c = model.config
-    data = build_dataset(
-        args.dataset,
-        data_dir=args.data_dir,
-        image_size=c.image_size,
-        channels=c.channels,
-        split="train",
-        limit=args.n,
-    )
-    x = torch.stack([data[i] for i in range(len(data))])
-    with torch.no_grad():
-        codes = torch.cat(
-            [model.encode(b, generator=torch.Generator().manual_seed(i)) for i, b in enumerate(x.split(250))]
-        )
-    codes = codes.reshape(len(x), -1)
+    data = build_dataset(args.dataset, data_dir=args.data_dir, image_size=c.image_size, channels=c.channels)
+    codes = training_codes(model, data, max_codes=args.n)
     n_queries = min(2000, len(codes) // 2)
     result = {
         "model": args.model,

@@ -103,6 +103,7 @@ class Recipe:
     critic_every: int = 1  # bavae train --critic-every: the critics step on one step in k
 
 
+LATENT_SIZES = (8, 10, 12)  # the prior-path A/B's latent sizes for the shipped recipe (16 is its own)
 RECIPES = {
     "fashion-mnist": {
         # the fast recipe: one critic trunk with two heads, bf16 autocast where the CPU has native bf16
@@ -141,7 +142,7 @@ RECIPES = {
                 {"shared_critic_trunk": True, "critic_width": 16, "latent_dim": n, "posterior_noise_dim": n},
                 critic_every=2,
             )
-            for n in (8, 10, 12)
+            for n in LATENT_SIZES
         },
     },
     "emoji": {
@@ -508,7 +509,7 @@ NAMES = {
     "bavae-c16e2-marginal300": "bavae shipped, marginal MMD weight 300",
     "bavae-c16e2-sliced10": "bavae shipped, sliced Wasserstein weight 10",
     "bavae-c16e2-code1": "bavae shipped, code critic weight 1",
-    **{f"bavae-c16e2-latent{n}": f"bavae shipped, latent {n}" for n in (8, 10, 12)},
+    **{f"bavae-c16e2-latent{n}": f"bavae shipped, latent {n}" for n in LATENT_SIZES},
     "vae": "pythae VAE",
     "vaegan": "pythae VAEGAN",
     "aae": "pythae AAE",

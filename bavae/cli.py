@@ -263,12 +263,12 @@ def info_command(name: str, as_json: bool) -> None:
 )
 @click.option(
     "--sampler",
-    type=click.Choice(["auto", "prior", "gmm"]),
+    type=click.Choice(["auto", "prior", "gmm", "neighbours"]),
     default="auto",
     show_default=True,
-    help="Where codes come from: the model's fitted Gaussian mixture (gmm), the prior N(0, I), or auto "
-    "(the model's default: its config's default_sampler, which is the fitted mixture unless the model's measured "
-    "numbers chose the prior; the prior when it has no mixture).",
+    help="Where codes come from: the model's fitted sampler (gmm: a Gaussian mixture; neighbours: between "
+    "neighbouring training codes), the prior N(0, I), or auto (the model's default: its config's default_sampler, "
+    "which is the fitted sampler unless the model's measured numbers chose the prior; the prior when it has none).",
 )
 @_options("out", "seed", "device", "nrow", "format")
 def sample_command(
@@ -464,7 +464,22 @@ def eval_command(
 @click.argument("model", metavar="NAME_OR_DIR")
 @_options("dataset", "data_dir")
 @click.option(
+    "--kind",
+    type=click.Choice(["gmm", "neighbours"]),
+    default="gmm",
+    show_default=True,
+    help="gmm: a full-covariance Gaussian mixture; neighbours: the codes themselves and each one's nearest others, "
+    "drawn on the segments between them.",
+)
+@click.option(
     "--components", type=click.IntRange(1, 1024), default=50, show_default=True, help="Gaussian-mixture components."
+)
+@click.option(
+    "--neighbours",
+    type=click.IntRange(1, 64),
+    default=3,
+    show_default=True,
+    help="Neighbours kept per code (--kind neighbours).",
 )
 @click.option(
     "--max-codes",
@@ -485,7 +500,9 @@ def fit_sampler_command(
     model: str,
     dataset: str | None,
     data_dir: str | None,
+    kind: str,
     components: int,
+    neighbours: int,
     max_codes: int,
     out_dir: str | None,
     seed: int,
@@ -493,8 +510,9 @@ def fit_sampler_command(
 ) -> None:
     """Fit a latent sampler on a model's training codes.
 
-    Encodes the training images, fits a full-covariance Gaussian mixture to their codes (EM in torch) and saves
-    the model with it: `bavae sample` then decodes the mixture's draws instead of the prior's.
+    Encodes the training images, fits a full-covariance Gaussian mixture to their codes (EM in torch), or keeps
+    the codes and each one's nearest neighbours (--kind neighbours), and saves the model with it: `bavae sample`
+    then decodes the sampler's draws instead of the prior's.
     """
     out = Path(out_dir if out_dir is not None else model).expanduser()
     if out_dir is None and not out.is_dir():
@@ -512,12 +530,13 @@ def fit_sampler_command(
     images = data.build_dataset(
         dataset, data_dir=data_dir, image_size=m.config.image_size, channels=m.config.channels, split="train"
     )
-    sampler = samplers.fit_latent_sampler(m, images, components, max_codes=max_codes, seed=seed)
+    sampler = samplers.fit_latent_sampler(
+        m, images, components, max_codes=max_codes, seed=seed, kind=kind, neighbours=neighbours
+    )
     out.mkdir(parents=True, exist_ok=True)
     m.save_pretrained(out)
     click.echo(
-        f"fitted a {sampler.config['components']}-component Gaussian mixture on {min(max_codes, len(images))} codes of "
-        f"{dataset}; "
+        f"fitted {samplers.describe(sampler.config)} on {min(max_codes, len(images))} codes of {dataset}; "
         f"saved {out} (`bavae sample -m {out}` now draws from it)"
     )
 

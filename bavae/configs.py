@@ -26,8 +26,10 @@ from .errors import ConfigError, InvalidType, InvalidValue, is_int, is_number
 MAX_WIDTH = 1024
 MAX_DIM = 4096  # latent_dim, posterior_noise_dim, decoder_noise_dim
 PRIORS = ("normal", "uniform")
-SAMPLER_KINDS = ("gmm",)
+SAMPLER_KINDS = ("gmm", "neighbours")
 MAX_COMPONENTS = 1024  # a config asking for more is not one we wrote
+MAX_SAMPLER_CODES = 1_000_000  # the neighbour sampler's stored codes
+MAX_NEIGHBOURS = 64
 PRECISIONS = ("fp32", "bf16", "fp16")
 AUGMENTATIONS = ("none", "flip", "flip+shift")
 SEED_MAX = 2**32 - 1  # seeds reach numpy and scikit-learn too, which take 0 <= seed < 2**32
@@ -79,16 +81,21 @@ def check_device(device: Any) -> None:
 
 
 def check_sampler_config(sampler: Any, latent_dim: int) -> None:
-    """A config's ``sampler`` entry: None (no fitted sampler) or ``{"kind": "gmm", "components": K}``."""
+    """A config's ``sampler`` entry: None (no fitted sampler), ``{"kind": "gmm", "components": K}`` or
+    ``{"kind": "neighbours", "codes": N, "k": K}``."""
     if sampler is None:
         return
-    expected = f'null or {{"kind": "gmm", "components": K}} with 1 <= K <= {MAX_COMPONENTS}'
+    fields = {"gmm": {"components": MAX_COMPONENTS}, "neighbours": {"codes": MAX_SAMPLER_CODES, "k": MAX_NEIGHBOURS}}
+    expected = (
+        f'null, {{"kind": "gmm", "components": K}} with 1 <= K <= {MAX_COMPONENTS}, or {{"kind": "neighbours", '
+        f'"codes": N, "k": K}} with 2 <= N <= {MAX_SAMPLER_CODES} and 1 <= K < N, K <= {MAX_NEIGHBOURS}'
+    )
+    bounds = fields.get(sampler.get("kind")) if isinstance(sampler, dict) else None
     if (
-        not isinstance(sampler, dict)
-        or sampler.get("kind") not in SAMPLER_KINDS
-        or set(sampler) != {"kind", "components"}
-        or not is_int(sampler["components"])
-        or not 1 <= sampler["components"] <= MAX_COMPONENTS
+        bounds is None
+        or set(sampler) != {"kind", *bounds}
+        or not all(is_int(sampler[name]) and 1 <= sampler[name] <= most for name, most in bounds.items())
+        or (sampler["kind"] == "neighbours" and sampler["k"] >= sampler["codes"])
     ):
         raise ConfigError("sampler", f"must be {expected}, got {sampler!r}")
 
@@ -326,8 +333,15 @@ class TrainConfig:
     init: str | None = option(None, "Start from a pretrained model (zoo name, Hub repo or folder).")
     sample_every: int = option(500, "Steps between sample grids (0: none).", least=0)
     checkpoint_every: int = option(1000, least=1)
+    sampler_kind: str = option(
+        "gmm",
+        "The latent sampler fitted on the training codes at the end: gmm (a Gaussian mixture of "
+        "--sampler-components) or neighbours (the codes and 3 nearest neighbours of each, drawn between them).",
+        flag="--sampler",
+        choices=lambda: SAMPLER_KINDS,
+    )
     sampler_components: int = option(
-        50, "Components of the Gaussian mixture fitted on the training codes at the end (0: none).", least=0
+        50, "Components of the Gaussian mixture fitted on the training codes at the end (0: no sampler).", least=0
     )
     log_every: int = option(25, least=1)
     # divergence guard
@@ -357,6 +371,7 @@ class TrainConfig:
             )
         _check(self, "num_workers", *_count(0), p)
         _check(self, "sampler_components", *_count(0, MAX_COMPONENTS), p)
+        _check(self, "sampler_kind", lambda v: v in SAMPLER_KINDS, f"one of {list(SAMPLER_KINDS)}", p)
         _check(self, "max_recoveries", *_count(0), p)
         _check(self, "seed", *_count(0, SEED_MAX), p)
         _check(
@@ -423,7 +438,7 @@ class TrainConfig:
 
 # Options whose default has changed since runs were saved: a saved run's train_config.json without one (written
 # before the option existed) ran with this value, and --resume goes on with it.
-SAVED_RUN_DEFAULTS: dict[str, Any] = {"critic_every": 1}
+SAVED_RUN_DEFAULTS: dict[str, Any] = {"critic_every": 1, "sampler_kind": "gmm"}
 
 
 def model_options() -> list[dataclasses.Field]:

@@ -22,7 +22,7 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from . import __version__  # noqa: E402
+from . import __version__, samplers  # noqa: E402
 from .images import ImageError, load_image, make_grid, to_uint8  # noqa: E402
 from .zoo import DEFAULT_MODEL, UnknownModelError, list_models, load, model_info  # noqa: E402
 
@@ -32,7 +32,12 @@ N_DIRECTIONS = 6  # sliders in the Explore tab
 SLIDER_RANGE = 3.0  # each slider moves up to 3 standard deviations along its direction
 MAX_SAMPLES = 64
 MAX_UPLOAD = "20mb"
-SAMPLERS = [("the model's default", "auto"), ("prior N(0, I)", "prior"), ("fitted mixture", "gmm")]
+SAMPLERS = [
+    ("the model's default", "auto"),
+    ("prior N(0, I)", "prior"),
+    ("fitted mixture", "gmm"),
+    ("nearest neighbours", "neighbours"),
+]
 AROUND = [("a sample", "sample"), ("a mixture component's mean", "component"), ("my picture", "picture")]
 
 
@@ -70,10 +75,16 @@ def _one_line(e: BaseException | str) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
+def sampler_choices(model) -> list[tuple[str, str]]:
+    """The Sample tab's choices for ``model``: its default, the prior and the kind of sampler it has."""
+    fitted = (model.config.sampler or {}).get("kind")
+    return [c for c in SAMPLERS if c[1] in ("auto", "prior", fitted)]
+
+
 def describe(name: str, model) -> str:
     c = model.config
     shape = f"{c.channels}x{c.image_size}x{c.image_size}"
-    sampler = f"a {c.sampler['components']}-component Gaussian mixture" if c.sampler else "none (codes from the prior)"
+    sampler = samplers.describe(c.sampler)
     text = f"**{name}**: {shape} {'colour' if c.channels == 3 else 'grayscale'}, {c.arch} (width {c.width}), "
     text += f"latent {c.latent_dim}; fitted sampler: {sampler}; default: {model.default_sampler}."
     try:
@@ -165,6 +176,8 @@ def directions(model, component: int | None = None) -> tuple[torch.Tensor, torch
         eye = torch.zeros(d, d)
         eye.diagonal().fill_(1.0)
         cov = eye
+    elif isinstance(s, samplers.NeighbourSampler):  # the stored codes' covariance
+        cov = s.codes.double().cpu().T.cov()
     else:
         w, mu, L = s.weights.double().cpu(), s.means.double().cpu(), s.scale_tril.double().cpu()
         covs = L @ L.transpose(-1, -2)
@@ -185,7 +198,7 @@ def centre(model, around: str, seed, component, path: str | None) -> tuple[list[
         return model.encode(read_upload(model, path), generator=g)[0].float().cpu().tolist(), None
     if around == "component":
         s = model.latent_sampler
-        if s is None:
+        if not isinstance(s, samplers.GaussianMixtureSampler):
             raise DemoError("this model has no fitted mixture: explore around a sample or a picture")
         k = int(component)
         if not 0 <= k < s.means.shape[0]:
@@ -207,7 +220,7 @@ def explore(model, code: list[float] | None, component: int | None, *amounts: fl
 
 def slider_labels(model, component: int | None) -> list[str]:
     _, stds = directions(model, component)
-    where = "the mixture's codes" if model.latent_sampler is not None and component is None else None
+    where = "the fitted sampler's codes" if model.latent_sampler is not None and component is None else None
     where = where or (f"component {component}" if component is not None else "the prior")
     return [f"direction {i + 1} of {where} (1 = {std:.2f} in the code)" for i, std in enumerate(stds.tolist())]
 
@@ -239,7 +252,7 @@ def build_demo(model: str | None = None, device: str = "auto") -> gr.Blocks:
             with gr.Row():
                 n = gr.Slider(1, MAX_SAMPLES, value=16, step=1, label="n", elem_id="sample-n")
                 seed = gr.Number(0, precision=0, label="seed", elem_id="sample-seed", minimum=0)
-                sampler = gr.Radio(SAMPLERS, value="auto", label="codes from", elem_id="sample-sampler")
+                sampler = gr.Radio(sampler_choices(first), value="auto", label="codes from", elem_id="sample-sampler")
             sample_button = gr.Button("Sample", variant="primary", elem_id="sample-button")
             samples = gr.Image(label="samples", type="pil", format="png", interactive=False, elem_id="sample-out")
             sample_button.click(with_model(sample), [picker, n, seed, sampler], samples)
@@ -318,8 +331,8 @@ def build_demo(model: str | None = None, device: str = "auto") -> gr.Blocks:
 
         def switch(name):
             m = models.get(name)
-            choices = [c for c in SAMPLERS if c[1] != "gmm" or m.latent_sampler is not None]
-            return [describe(name, m), gr.update(choices=choices, value="auto"), None, None, None, None, None]
+            choices = gr.update(choices=sampler_choices(m), value="auto")
+            return [describe(name, m), choices, None, None, None, None, None]
 
         picker.change(
             switch, picker, [about, sampler, samples, recon, interp, explored, code], trigger_mode="always_last"

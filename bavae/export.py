@@ -13,7 +13,9 @@ What is written, each with a dynamic batch size (the first axis, named ``batch``
 - ``sampler``: the fitted latent sampler's draw, when the model has one (``bavae fit-sampler``): u (batch,)
   ~ U(0, 1) and eps (batch, latent_dim) ~ N(0, I) -> codes (batch, latent_dim). u picks a mixture component by
   the inverse CDF of the weights and the code is ``mean_k + L_k eps``: the same distribution as
-  ``model.sample_codes(n, "gmm")``, from noise the caller draws (a graph cannot hold torch's generator). A model
+  ``model.sample_codes(n, "gmm")``, from noise the caller draws (a graph cannot hold torch's generator). For a
+  nearest-neighbour sampler (``"neighbours"``) the inputs are u, v and t (batch,), each ~ U(0, 1): u picks a stored
+  code i, v one of its neighbours j, and the code is ``codes[i] + t (codes[j] - codes[i])``. A model
   without a fitted sampler has nothing to export here: its codes come from the prior, N(0, I) (or U(-1, 1) for
   ``prior: uniform``), which any runtime draws itself.
 
@@ -54,6 +56,12 @@ SUFFIXES = {"onnx": ".onnx", "torch-export": ".pt2"}
 MANIFEST_NAME = "export.json"
 BATCH = "batch"  # the name of the dynamic first axis of every input and output
 MIN_OPSET = 18  # torch.onnx's exporter (onnxscript) writes opset 18 and later
+SAMPLER_FORMULAS = {  # what the sampler graph computes, recorded in export.json
+    "gmm": "sampler: u ~ U(0, 1) picks component k by the inverse CDF of the mixture's weights; codes = "
+    "means[k] + scale_tril[k] @ eps",
+    "neighbours": "sampler: u, v, t ~ U(0, 1); i = floor(u N), j = neighbours[i, floor(v K)]; codes = "
+    "codes[i] + t (codes[j] - codes[i])",
+}
 EXAMPLE_BATCH = 2  # traced at 2: a batch of 1 would let the tracer specialise the axis to 1
 
 
@@ -114,6 +122,23 @@ class MixtureDrawGraph(nn.Module):
         return self.means[k] + torch.matmul(self.scale_tril[k], eps[:, :, None])[:, :, 0]
 
 
+class NeighbourDrawGraph(nn.Module):
+    """(u, v, t) -> codes: the nearest-neighbour sampler's draw with its randomness as inputs: code i = floor(u N),
+    its neighbour j = neighbours[i, floor(v K)], and the point t of the way from code i to code j, as
+    :meth:`bavae.samplers.NeighbourSampler.sample` computes it."""
+
+    def __init__(self, codes: torch.Tensor, neighbours: torch.Tensor):
+        super().__init__()
+        self.register_buffer("codes", codes.float().clone())
+        self.register_buffer("neighbours", neighbours.long().clone())
+
+    def forward(self, u: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        n, k = self.neighbours.shape
+        i = (u * n).long().clamp(0, n - 1)  # u = 1 (or rounding up) stays on the last code
+        j = self.neighbours[i, (v * k).long().clamp(0, k - 1)]
+        return self.codes[i] + t[:, None] * (self.codes[j] - self.codes[i])
+
+
 @dataclass(frozen=True)
 class Graph:
     """One part to write: the module, its named inputs (shapes without the batch axis) and outputs."""
@@ -127,7 +152,7 @@ class Graph:
         g = torch.Generator().manual_seed(0)
         out = []
         for name, shape, _ in self.inputs:
-            draw = torch.rand if name in ("images", "u") else torch.randn
+            draw = torch.rand if name in ("images", "u", "v", "t") else torch.randn
             out.append(draw((EXAMPLE_BATCH, *shape), generator=g))
         return tuple(out)
 
@@ -157,12 +182,20 @@ def graphs(model: Any, parts: Sequence[str]) -> list[Graph]:
             out.append(Graph(part, EncoderGraph(encoder), (images, noise), (codes,)))
         elif part == "sampler":
             s = model.latent_sampler
-            module = MixtureDrawGraph(s.weights.cpu(), s.means.cpu(), s.scale_tril.cpu()).eval()
-            inputs = (
-                ("u", (), "u ~ U(0, 1): picks the mixture component"),
-                ("eps", (c.latent_dim,), "eps ~ N(0, I)"),
-            )
-            out.append(Graph(part, module, inputs, (codes,)))
+            if c.sampler["kind"] == "neighbours":
+                module = NeighbourDrawGraph(s.codes.cpu(), s.neighbours.cpu())
+                inputs = (
+                    ("u", (), "u ~ U(0, 1): picks the stored code i = floor(u N)"),
+                    ("v", (), "v ~ U(0, 1): picks its neighbour j = neighbours[i, floor(v K)]"),
+                    ("t", (), "t ~ U(0, 1): the point on the segment from code i to code j"),
+                )
+            else:
+                module = MixtureDrawGraph(s.weights.cpu(), s.means.cpu(), s.scale_tril.cpu())
+                inputs = (
+                    ("u", (), "u ~ U(0, 1): picks the mixture component"),
+                    ("eps", (c.latent_dim,), "eps ~ N(0, I)"),
+                )
+            out.append(Graph(part, module.eval(), inputs, (codes,)))
     for graph in out:
         graph.module.eval()
     return out
@@ -325,8 +358,7 @@ def export_model(
             "config": model.config.to_dict(),
             "files": files,
             "sampler": (
-                "sampler: u ~ U(0, 1) picks component k by the inverse CDF of the mixture's weights; codes = "
-                "means[k] + scale_tril[k] @ eps"
+                SAMPLER_FORMULAS[model.config.sampler["kind"]]
                 if "sampler" in parts
                 else "not exported: "
                 + (
@@ -361,6 +393,7 @@ __all__ = [
     "NoisyDecoderGraph",
     "EncoderGraph",
     "MixtureDrawGraph",
+    "NeighbourDrawGraph",
     "export_model",
     "check_export",
     "graphs",

@@ -202,8 +202,8 @@ class BAVAE(
         return "prior" if self.latent_sampler is None else self.config.sampler["kind"]
 
     def sample_codes(self, n: int, sampler: str = "auto", generator: torch.Generator | None = None) -> torch.Tensor:
-        """n codes to decode: from the prior p(z) (``"prior"``), the fitted mixture (``"gmm"``), or ``"auto"``
-        (:attr:`default_sampler`)."""
+        """n codes to decode: from the prior p(z) (``"prior"``), the fitted sampler (its kind: ``"gmm"`` for a
+        Gaussian mixture, ``"neighbours"`` for the nearest-neighbour one), or ``"auto"`` (:attr:`default_sampler`)."""
         if not is_int(n) or n < 1:
             raise InvalidValue(f"n must be a positive integer, got {n!r}")
         check_memory(f"n={n} codes of size {self.config.latent_dim}", n * self.config.latent_dim * 4, self.device)
@@ -220,21 +220,26 @@ class BAVAE(
                 f"this model has no fitted {kind!r} sampler: fit one with `bavae fit-sampler MODEL "
                 "--dataset ...`, or use sampler='prior'"
             )
+        elif kind != self.config.sampler["kind"]:
+            raise InvalidValue(
+                f"this model's fitted sampler is {self.config.sampler['kind']!r}, not {kind!r}: use sampler="
+                f"{self.config.sampler['kind']!r} or 'prior', or refit with `bavae fit-sampler MODEL --kind {kind}`"
+            )
         else:
             codes = self.latent_sampler.sample(n, generator=generator)
         return codes.to(next(self.parameters()).dtype)  # a bf16/fp16 model decodes codes of its own dtype
 
-    def set_latent_sampler(self, sampler: samplers.GaussianMixtureSampler | None) -> None:
+    def set_latent_sampler(self, sampler: samplers.LatentSampler | None) -> None:
         """Attach a fitted sampler (or remove it with None); the config records it (:meth:`BAVAEConfig.with_sampler`),
         so it is saved and loaded."""
-        if sampler is not None and sampler.means.shape[1] != self.config.latent_dim:
+        if sampler is not None and sampler.latent_dim != self.config.latent_dim:
             raise InvalidValue(
-                f"the sampler draws codes of size {sampler.means.shape[1]}, the model's latent size is "
+                f"the sampler draws codes of size {sampler.latent_dim}, the model's latent size is "
                 f"{self.config.latent_dim}"
             )
-        problem = None if sampler is None else samplers.mixture_problem(sampler.weights, sampler.scale_tril)
+        problem = None if sampler is None else samplers.sampler_problem(sampler.state_dict(), prefix="")
         if problem is not None:
-            raise InvalidValue(f"the sampler is not a valid Gaussian mixture: {problem}")
+            raise InvalidValue(f"the sampler is not a valid one: {problem}")
         self.latent_sampler = None if sampler is None else sampler.to(self.device)
         self.config = self.config.with_sampler(None if sampler is None else sampler.config)
 
@@ -426,11 +431,9 @@ class BAVAE(
         serialization.check_header(config, weights_file, header, cls.tensor_shapes(config))
         state = serialization.load_state(weights_file, map_location)
         serialization.check_values(weights_file, state)  # finite, and (below) a mixture that is one: before building
-        problem = samplers.mixture_problem(state.get("latent_sampler.weights"), state.get("latent_sampler.scale_tril"))
+        problem = samplers.sampler_problem(state)
         if problem is not None:
-            raise WeightsError(
-                f"{weights_file}: the fitted mixture (latent_sampler) is not a valid distribution: {problem}"
-            )
+            raise WeightsError(f"{weights_file}: the fitted latent sampler is not a valid one: {problem}")
         # Building runs hundreds of tiny ops (spectral norm's power iterations on every critic layer) whose results
         # the weights then overwrite: intra-op threads would only add barriers there. Build single-threaded.
         threads = torch.get_num_threads()

@@ -51,11 +51,14 @@ def read_header(weights_file: str | os.PathLike) -> Header:
 
 
 def header_sampler(header: Header) -> dict[str, Any] | None:
-    """The fitted latent sampler the weights hold (``{"kind": "gmm", "components": K}``), or None.
+    """The fitted latent sampler the weights hold (``{"kind": "gmm", "components": K}`` or ``{"kind": "neighbours",
+    "codes": N, "k": K}``), or None.
 
     Saving writes the weights, then config.json: a process killed between the two leaves a new sampler beside an
     old config. The weights are the checked file, so their sampler is the one that loads."""
-    means = header.get("latent_sampler.means")
+    means, neighbours = header.get("latent_sampler.means"), header.get("latent_sampler.neighbours")
+    if neighbours is not None and len(neighbours) == 2:
+        return {"kind": "neighbours", "codes": neighbours[0], "k": neighbours[1]}
     return {"kind": "gmm", "components": means[0]} if means is not None and len(means) == 2 else None
 
 
@@ -107,7 +110,7 @@ def load_state(weights_file: str | os.PathLike, device: Any = "cpu") -> dict[str
 def check_values(weights_file: str | os.PathLike, state: dict[str, torch.Tensor]) -> None:
     """What a header cannot show: every floating-point tensor is finite (a diverged or corrupt checkpoint has the
     right shapes). A WeightsError names the file and the tensor. (Whether a fitted mixture is a distribution is the
-    sampler's own rule: :func:`bavae.samplers.mixture_problem`.)
+    sampler's own rule: :func:`bavae.samplers.sampler_problem`.)
 
     Finiteness is read from one sum per tensor (NaN and inf propagate through a sum), taken in float32 (float64 for
     float64 tensors), where the bundled float16 weights cannot overflow; a sum that is not finite is confirmed

@@ -530,7 +530,7 @@ def train(cfg: TrainConfig) -> Path:
 
     log.close()
     if fit_sampler:  # the sampler belongs to the saved (EMA) model, fitted once at the end
-        fit_latent_sampler(ema, dataset, cfg.sampler_components, seed=cfg.seed)
+        fit_latent_sampler(ema, dataset, cfg.sampler_components, seed=cfg.seed, kind=cfg.sampler_kind)
         ema.save_pretrained(out)
     if stop.signum:  # saved as at the end; the caller still learns that the run was stopped
         raise KeyboardInterrupt(stop.name)

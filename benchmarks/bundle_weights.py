@@ -1,13 +1,14 @@
 """Copy a finished `bavae train` run into ``weights/<name>/`` in the Hub layout, ready to ship.
 
     python benchmarks/bundle_weights.py runs/fashionmnist32 bavae-fashionmnist32 [--components 50]
+    python benchmarks/bundle_weights.py runs/zoo/bavae-emoji64-v6 bavae-emoji64 --sampler neighbours
 
 Writes ``config.json``, ``model.safetensors`` (the EMA model; network weights stored in float16 to keep the wheel
 small, the latent sampler in float32; they load into a float32 model), ``samples.png`` (64 samples of the default
 sampler, seed 0), ``samples_prior.png`` (the same from the prior), the dataset's own pictures (dSprites: latent
 traversals; image folders: reconstructions of held-out pictures and interpolations) and the model card
-``README.md``. The latent sampler is fitted here on the training set when ``--components`` asks for one the run
-does not have. Prints the metrics and the sha256 to paste into the record in ``bavae/zoo.json`` (the record, not the
+``README.md``. The latent sampler is fitted here on the training set when ``--sampler`` or ``--components`` asks
+for one the run does not have. Prints the metrics and the sha256 to paste into the record in ``bavae/zoo.json`` (the record, not the
 file, is the source of truth: the tests compare the two).
 """
 
@@ -102,7 +103,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="a `bavae train` output folder")
     p.add_argument("name", help="the zoo name (weights/<name>/)")
+    p.add_argument("--sampler", choices=("gmm", "neighbours"), default=None, help="fit a latent sampler of this kind")
     p.add_argument("--components", type=int, default=None, help="fit a Gaussian mixture of this many components")
+    p.add_argument("--dataset", default=None, help="the dataset, if not the run's own (a model folder has none)")
     p.add_argument("--data-dir", default=None, help="the dataset folder, if not the run's own")
     p.add_argument("--metrics", default=None, help="a JSON file of extra metrics for the card")
     p.add_argument(
@@ -116,8 +119,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     model = BAVAE.from_pretrained(str(run_dir))
     state = json.loads((run_dir / "train_config.json").read_text()) if (run_dir / "train_config.json").is_file() else {}
-    dataset, data_dir = state.get("dataset", "fashion-mnist"), args.data_dir or state.get("data_dir")
-    if args.components and (model.latent_sampler is None or model.config.sampler["components"] != args.components):
+    dataset = args.dataset or state.get("dataset", "fashion-mnist")
+    data_dir = args.data_dir or state.get("data_dir")
+    kind = args.sampler or ("gmm" if args.components else None)
+    wanted = kind and {"kind": kind, **({"components": args.components} if kind == "gmm" else {})}
+    if wanted and not wanted.items() <= (model.config.sampler or {}).items():
         data = build_dataset(
             dataset,
             data_dir=data_dir,
@@ -125,7 +131,7 @@ def main() -> None:
             channels=model.config.channels,
             split="train",
         )
-        fit_latent_sampler(model, data, args.components, seed=0)
+        fit_latent_sampler(model, data, args.components or 50, seed=0, kind=kind)
     save_half(model, out)
     model = zoo.load(str(out), device="cpu")  # what ships is what gets measured
     g = torch.Generator().manual_seed(0)
@@ -138,8 +144,9 @@ def main() -> None:
         **measure(model, dataset, data_dir),
         **(json.loads(Path(args.metrics).read_text()) if args.metrics else {}),
     }
-    if metrics.get("fid_prior", float("inf")) < metrics.get("fid_gmm", float("inf")):
-        # the card's numbers decide the default path: here the prior draws better samples than the mixture
+    fitted = f"fid_{model.config.sampler['kind']}" if model.config.sampler else None
+    if metrics.get("fid_prior", float("inf")) < metrics.get(fitted, float("inf")):
+        # the card's numbers decide the default path: here the prior draws better samples than the fitted sampler
         model.config = dataclasses.replace(model.config, default_sampler="prior")
         text = json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n"
         atomic_write(out / "config.json", lambda p: Path(p).write_text(text))

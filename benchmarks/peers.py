@@ -28,9 +28,10 @@ pythae's own (``model(inputs)`` and its trainers' ``_optimizers_step``), at pyth
 / betas (0.5, 0.999) for VAEGAN's three optimisers; fp32 (pythae's losses are not autocast-safe).
 
 Scoring (:func:`bavae.eval.evaluate`, one process, same test images and seed): FID on the shipped classifier's
-features of 10,000 samples against the 10,000 test images, for two samplers each: the prior N(0, I), and a
+features of 10,000 samples against the 10,000 test images, for three samplers each: the prior N(0, I), a
 Gaussian mixture (full covariance, ``--components``) fitted on the codes of 60,000 training images
-(``bavae.samplers.GaussianMixtureSampler``, pythae's GaussianMixtureSampler idea); reconstruction MSE and class
+(``bavae.samplers.GaussianMixtureSampler``, pythae's GaussianMixtureSampler idea), and the nearest-neighbour
+sampler on the same codes (``bavae.samplers.NeighbourSampler``, 3 neighbours); reconstruction MSE and class
 agreement. Results: OUT/results.json (every checkpoint), a Markdown table at equal CPU time, and
 OUT/fid_vs_cpu.png. Runs resume: finished checkpoints are kept, and a model cut mid-way goes on from its last
 saved state (every ``--save-every`` CPU minutes and at each checkpoint; the batch order depends only on the seed).
@@ -63,7 +64,7 @@ from bavae.images import save_grid
 from bavae.nets import NetSpec, get_architecture
 from bavae.nets.common import conv_stages, hidden_dim
 from bavae.nets.dcgan import image_trunk
-from bavae.samplers import GaussianMixtureSampler, supported_components
+from bavae.samplers import GaussianMixtureSampler, NeighbourSampler, supported_components
 from bavae.serialization import load_optimizer, optimizer_tensors
 from bavae.train import cpu_has_fast_bf16, game_step, optimizers
 
@@ -455,16 +456,17 @@ def load(kind: str, data: Data, out: Path, run: str, checkpoint: float) -> tuple
 
 
 @torch.no_grad()
-def adapter(kind: str, data: Data, model: nn.Module, encode: callable, mixture) -> ModelAdapter:
-    """Reconstruction (the posterior mean for the peers; one posterior draw for BAVAE, as bavae does) and the two
-    samplers: the prior and the mixture fitted on training codes."""
+def adapter(kind: str, data: Data, model: nn.Module, encode: callable, fitted: dict) -> ModelAdapter:
+    """Reconstruction (the posterior mean for the peers; one posterior draw for BAVAE, as bavae does) and the
+    samplers: the prior and those fitted on training codes (the mixture, the nearest-neighbour sampler)."""
     if kind.startswith("bavae"):
         decode = model.decoder
         latent = model.config.latent_dim
     else:
         decode = lambda z: model.decoder(z).reconstruction  # noqa: E731
         latent = peer_data(kind, data)[1].spec.latent_dim
-    samplers = {"prior": lambda n: decode(torch.randn(n, latent)), "gmm": lambda n: decode(mixture.sample(n))}
+    samplers = {"prior": lambda n: decode(torch.randn(n, latent))}
+    samplers.update({name: (lambda n, s=s: decode(s.sample(n))) for name, s in fitted.items()})
     return ModelAdapter(
         lambda x: decode(encode(x)),
         samplers["prior"],
@@ -476,19 +478,21 @@ def adapter(kind: str, data: Data, model: nn.Module, encode: callable, mixture) 
 
 
 @torch.no_grad()
-def fit_mixture(encode: callable, images: torch.Tensor, components: int, n: int = 60000) -> GaussianMixtureSampler:
+def fit_samplers(encode: callable, images: torch.Tensor, components: int, n: int = 60000) -> dict:
+    """The latent samplers bavae fits, on the same training codes for every model: a Gaussian mixture and the
+    nearest-neighbour sampler (bavae.samplers)."""
     codes = torch.cat([encode(b.float().div(255)) for b in images[:n].split(500)])
-    return GaussianMixtureSampler.fit(codes, min(components, supported_components(*codes.shape)), seed=0)
+    mixture = GaussianMixtureSampler.fit(codes, min(components, supported_components(*codes.shape)), seed=0)
+    return {"gmm": mixture, "neighbours": NeighbourSampler.fit(codes, k=3)}
 
 
 def score(kind: str, data: Data, images, out: Path, run: str, checkpoint: float, components: int, n: int) -> dict:
     model, encode = load(kind, data, out, run, checkpoint)
-    mixture = fit_mixture(encode, images, components)
-    m = adapter(kind, data, model, encode, mixture)
+    m = adapter(kind, data, model, encode, fit_samplers(encode, images, components))
     report = evaluate(m, **data.eval_args(), settings=EvalSettings(n_samples=n, n_test=n))
-    save_grid(m.samplers["gmm"](64).clamp(0, 1), out / run / f"cpu{checkpoint:g}-gmm.png", 8)
-    save_grid(m.samplers["prior"](64).clamp(0, 1), out / run / f"cpu{checkpoint:g}-prior.png", 8)
-    keys = ("fid_prior", "fid_gmm", "recon_mse", "recon_ssim", "recon_fid", "class_agreement")
+    for name in m.samplers:
+        save_grid(m.samplers[name](64).clamp(0, 1), out / run / f"cpu{checkpoint:g}-{name}.png", 8)
+    keys = ("fid_prior", "fid_gmm", "fid_neighbours", "recon_mse", "recon_ssim", "recon_fid", "class_agreement")
     return {k: report[k] for k in keys if k in report}
 
 
@@ -527,15 +531,17 @@ def label(run: str) -> str:
 
 def markdown(results: dict, at: str) -> str:
     lines = [
-        "| model | steps | FID, prior ↓ | FID, GMM ↓ | recon MSE ↓ | SSIM ↑ | recon FID ↓ | class agreement ↑ |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | steps | FID, prior ↓ | FID, GMM ↓ | FID, neighbours ↓ | recon MSE ↓ | SSIM ↑ | recon FID ↓ "
+        "| class agreement ↑ |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for run, r in results.items():
         if at in r.get("checkpoints", {}):
             c = r["checkpoints"][at]
             recon_fid = f"{c['recon_fid']:.1f}" if "recon_fid" in c else "–"
+            neighbours = f"{c['fid_neighbours']:.1f}" if "fid_neighbours" in c else "–"  # scored since 2026-12-07
             lines.append(
-                f"| {label(run)} | {c['steps']:,} | {c['fid_prior']:.1f} | {c['fid_gmm']:.1f} | "
+                f"| {label(run)} | {c['steps']:,} | {c['fid_prior']:.1f} | {c['fid_gmm']:.1f} | {neighbours} | "
                 f"{c['recon_mse']:.4f} | {c['recon_ssim']:.3f} | {recon_fid} | {c['class_agreement']:.1%} |"
             )
     return "\n".join(lines)

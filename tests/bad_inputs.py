@@ -494,6 +494,27 @@ CASES: list[Case] = [
         "sample -m gmm_twosum -o x.png",
         r"gmm_twosum/model\.safetensors.*latent_sampler\.weights.*sum.*\b2\b",
     ),
+    # the neighbour sampler's table indexes its codes: an index out of range or a code its own neighbour is refused
+    cli(
+        "values: neighbours index past the codes",
+        "sample -m nbr_past -o x.png",
+        r"nbr_past/model\.safetensors.*latent_sampler\.neighbours.*index its 6 codes.*\b9\b",
+    ),
+    cli(
+        "values: neighbours negative index",
+        "sample -m nbr_negative -o x.png",
+        r"nbr_negative/model\.safetensors.*latent_sampler\.neighbours.*-1",
+    ),
+    cli(
+        "values: neighbours own code",
+        "sample -m nbr_self -o x.png",
+        r"nbr_self/model\.safetensors.*latent_sampler\.neighbours.*own neighbour.*row 2",
+    ),
+    cli(
+        "values: neighbours NaN code",
+        "sample -m nbr_nancode -o x.png",
+        r"nbr_nancode/model\.safetensors.*latent_sampler\.codes.*(NaN|not finite)",
+    ),
     cli(
         "values: gmm negative weight, npz",
         "sample -m gmm_negweight -n 8 -o s.npz",
@@ -762,7 +783,7 @@ def _issue22_sandbox(root: Path) -> None:
     import torch
 
     from bavae import BAVAE, BAVAEConfig
-    from bavae.samplers import GaussianMixtureSampler
+    from bavae.samplers import GaussianMixtureSampler, NeighbourSampler
 
     tiny = root / "tiny"
     # -- values
@@ -799,6 +820,16 @@ def _issue22_sandbox(root: Path) -> None:
         "gmm_twosum": lambda t: t["latent_sampler.weights"].copy_(torch.tensor([1.0, 1.0])),
     }.items():
         shutil.copytree(root / "gmm", root / name)
+        _edit_tensors(root / name, edit)
+    model.set_latent_sampler(NeighbourSampler.fit(torch.randn(6, 4), k=2))
+    model.save_pretrained(root / "neighbours")
+    for name, edit in {
+        "nbr_past": set_("latent_sampler.neighbours", (3, 1), 9),
+        "nbr_negative": set_("latent_sampler.neighbours", (0, 0), -1),
+        "nbr_self": set_("latent_sampler.neighbours", (2, 0), 2),
+        "nbr_nancode": set_("latent_sampler.codes", (4, 3), float("nan")),
+    }.items():
+        shutil.copytree(root / "neighbours", root / name)
         _edit_tensors(root / name, edit)
     np.savez(root / "good_codes.npz", codes=np.zeros((3, 4), np.float32), model=np.array("tiny"))
     np.savez(root / "bool_codes.npz", codes=np.zeros((3, 4), bool), model=np.array("tiny"))

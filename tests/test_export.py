@@ -14,7 +14,7 @@ import torch
 from helpers import assert_one_line_error, bavae_cli, clean_env, gen, ok, save_tiny, tiny_model
 
 from bavae.export import MANIFEST_NAME, ExportError, export_model
-from bavae.samplers import GaussianMixtureSampler
+from bavae.samplers import GaussianMixtureSampler, NeighbourSampler
 
 try:
     import onnxruntime as ort
@@ -182,3 +182,21 @@ def test_bad_exports_fail_in_one_line_and_write_nothing(tmp_path):
     with pytest.raises(ExportError, match="it is a file"):
         model.export(full / "keep.txt", "onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "plain"]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torch-export"])
+def test_the_neighbour_sampler_graph_computes_its_draw(tmp_path, fmt):
+    """u picks a stored code, v one of its neighbours, t the point between them: the graph computes exactly that
+    in each runtime, and its export.json says so."""
+    model = tiny_model()
+    model.set_latent_sampler(NeighbourSampler.fit(torch.randn(50, 4, generator=gen(0)), k=3))
+    out = export_model(model, tmp_path / "x", fmt, parts=["sampler"])
+    s, g = model.latent_sampler, gen(2)
+    feed = {"u": torch.rand(7, generator=g), "v": torch.rand(7, generator=g), "t": torch.rand(7, generator=g)}
+    feed["u"][0], feed["v"][0] = 0.9999999, 0.9999999  # the last code and its last neighbour
+    i = (feed["u"] * 50).long()
+    j = s.neighbours[i, (feed["v"] * 3).long()].long()
+    expected = s.codes[i] + feed["t"][:, None] * (s.codes[j] - s.codes[i])
+    got = run_onnx(out, "sampler", feed) if fmt == "onnx" else run_program(out, "sampler", feed).detach().numpy()
+    assert np.abs(got - expected.numpy()).max() <= TOLERANCE
+    assert i[0] == 49 and "neighbours[i, floor(v K)]" in json.loads((out / MANIFEST_NAME).read_text())["sampler"]

@@ -16,7 +16,7 @@ import torch
 from helpers import clean_env, fashion_mnist, gen, save_tiny, tiny_model
 
 from bavae import BAVAE, load
-from bavae.samplers import GaussianMixtureSampler
+from bavae.samplers import GaussianMixtureSampler, NeighbourSampler
 
 
 def test_fit_recovers_a_known_mixture_and_draws_from_it():
@@ -177,3 +177,52 @@ def test_an_invalid_mixture_is_refused_when_attached(tmp_path):
         with pytest.raises(ValueError, match=pattern):
             model.set_latent_sampler(sampler)
         assert model.latent_sampler is not None and bool((model.latent_sampler.weights > 0).all())  # the old one stays
+
+
+# ---------------------------------------------------------------------------------------------- the neighbour sampler
+def test_neighbour_sampler_keeps_the_nearest_codes_and_stays_on_a_thin_set_where_a_mixture_does_not():
+    """Codes on a circle (a 1-d set in 6 dimensions, as the colour model's codes fill ~5 of 64): the neighbour
+    table is the brute-force one, and draws stay near the circle, where a Gaussian mixture's fall inside it."""
+    g = gen(0)
+    angle = torch.rand(2000, generator=g) * 2 * torch.pi
+    codes = torch.zeros(2000, 6)
+    codes[:, 0], codes[:, 1] = 3 * angle.cos(), 3 * angle.sin()
+    codes += 0.01 * torch.randn(2000, 6, generator=g)
+    sampler = NeighbourSampler.fit(codes, k=3, chunk=300)  # chunks: the table must not depend on them
+    assert sampler.config == {"kind": "neighbours", "codes": 2000, "k": 3}
+    distances = torch.cdist(codes, codes).fill_diagonal_(float("inf"))
+    assert torch.equal(
+        sampler.neighbours.long().sort(1).values, distances.topk(3, largest=False).indices.sort(1).values
+    )
+
+    def off_circle(z: torch.Tensor) -> torch.Tensor:
+        return (z[:, :2].norm(dim=1) - 3).abs() + z[:, 2:].norm(dim=1)
+
+    draws = sampler.sample(5000, generator=gen(1))
+    mixture = GaussianMixtureSampler.fit(codes, components=8, seed=0).sample(5000, generator=gen(1)).float()
+    # measured: 95th percentile 0.036 (neighbours) against 0.25 (8-component mixture)
+    assert off_circle(draws).quantile(0.95) < 0.1 < off_circle(mixture).quantile(0.95)
+    assert torch.equal(draws, sampler.sample(5000, generator=gen(1)))  # seeded
+    # a draw lies between a code and a near neighbour, so close to a stored code (measured: at most 0.025)
+    assert torch.cdist(draws[:500], codes).min(1).values.max() < 0.05
+
+
+def test_neighbour_sampler_rides_in_the_weights_and_only_its_own_kind_is_drawn(tmp_path):
+    model = tiny_model()
+    codes = torch.randn(300, model.config.latent_dim, generator=gen(0)) + 2.0
+    model.set_latent_sampler(NeighbourSampler.fit(codes, k=4))
+    assert model.config.sampler == {"kind": "neighbours", "codes": 300, "k": 4}
+    model.save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["sampler"] == model.config.sampler
+    loaded = load(str(tmp_path / "m")).eval()
+    assert loaded.default_sampler == "neighbours"
+    assert torch.equal(loaded.latent_sampler.codes, codes) and loaded.latent_sampler.neighbours.dtype == torch.int32
+    drawn = loaded.sample(8, generator=gen(5))
+    assert torch.equal(drawn, model.eval().sample(8, generator=gen(5), sampler="neighbours"))
+    with pytest.raises(ValueError, match="fitted sampler is 'neighbours', not 'gmm'"):
+        loaded.sample(8, sampler="gmm")
+    broken = NeighbourSampler.fit(codes, k=2)
+    broken.neighbours[5, 1] = 300
+    with pytest.raises(ValueError, match="index its 300 codes.*row 5 has 300"):
+        model.set_latent_sampler(broken)
+    assert model.config.sampler["k"] == 4  # the old one stays

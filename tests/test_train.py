@@ -18,10 +18,11 @@ import torch
 from helpers import assert_one_line_error, clean_env, ok, run, save_tiny, signal_when, tiny_model, weight_distance
 from PIL import Image
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import bavae
 from bavae import train_cli
+from bavae.data import build_dataset
 
 TINY_ARGS = ["--width", "8", "--latent-dim", "4", "--posterior-noise-dim", "4", "--batch-size", "8", "--log-every", "1"]
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
@@ -437,6 +438,27 @@ def test_critic_every_steps_the_critics_one_step_in_k_and_resumes_from_a_skipped
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from an uninterrupted run"
     header, *rows = csv_lines(cut)
     assert {"kl_estimate", "d_real", "encoder"} <= set(header.split(",")) and logged_steps(cut) == list(range(1, 7))
+
+
+def test_sampler_neighbours_fits_the_neighbour_sampler_at_the_end_and_old_runs_keep_the_mixture(tmp_path, photos):
+    """`--sampler neighbours`: the saved model keeps its training codes and draws between neighbours by default; a
+    run saved before the option existed (no sampler_kind in its train_config.json) resumes with the mixture."""
+    args = ["--dataset", "folder", "--data-dir", str(photos), "--arch", "mlp", "--image-size", "28"]
+    args += ["--channels", "1", "--sample-every", "0", *TINY_ARGS]
+    run_train(*args, "--steps", "2", "--sampler", "neighbours", "--out", str(tmp_path / "nb"))
+    model = bavae.load(str(tmp_path / "nb"))
+    n_photos = len(build_dataset("folder", data_dir=photos, image_size=28, channels=1))
+    assert model.config.sampler == {"kind": "neighbours", "codes": n_photos, "k": 3}
+    assert model.default_sampler == "neighbours" and model.sample(3).shape == (3, 1, 28, 28)
+    state = tmp_path / "old" / "training_state.safetensors"
+    run_train(*args, "--steps", "1", "--sampler-components", "2", "--out", str(tmp_path / "old"))
+    with safe_open(str(state), framework="pt") as f:
+        metadata = f.metadata()
+    meta = json.loads(metadata["bavae_training_state"])
+    meta["train_config"].pop("sampler_kind")  # as written before the option existed
+    save_file(load_file(str(state)), str(state), metadata={**metadata, "bavae_training_state": json.dumps(meta)})
+    run_train("--resume", str(tmp_path / "old"), "--steps", "2")
+    assert bavae.load(str(tmp_path / "old")).config.sampler["kind"] == "gmm"
 
 
 def biases_before_a_channel_norm(model: torch.nn.Module) -> set[str]:

@@ -333,10 +333,12 @@ class TrainConfig:
     init: str | None = option(None, "Start from a pretrained model (zoo name, Hub repo or folder).")
     sample_every: int = option(500, "Steps between sample grids (0: none).", least=0)
     checkpoint_every: int = option(1000, least=1)
-    sampler_kind: str = option(
-        "gmm",
+    # None: the --init model's kind (a fine-tune keeps the sampler its model was published with), else gmm
+    sampler_kind: str | None = option(
+        None,
         "The latent sampler fitted on the training codes at the end: gmm (a Gaussian mixture of "
-        "--sampler-components) or neighbours (the codes and 3 nearest neighbours of each, drawn between them).",
+        "--sampler-components) or neighbours (the codes and 3 nearest neighbours of each, drawn between them). "
+        "Default: the --init model's kind, else gmm.",
         flag="--sampler",
         choices=lambda: SAMPLER_KINDS,
     )
@@ -371,7 +373,7 @@ class TrainConfig:
             )
         _check(self, "num_workers", *_count(0), p)
         _check(self, "sampler_components", *_count(0, MAX_COMPONENTS), p)
-        _check(self, "sampler_kind", lambda v: v in SAMPLER_KINDS, f"one of {list(SAMPLER_KINDS)}", p)
+        _check(self, "sampler_kind", lambda v: v is None or v in SAMPLER_KINDS, f"one of {list(SAMPLER_KINDS)}", p)
         _check(self, "max_recoveries", *_count(0), p)
         _check(self, "seed", *_count(0, SEED_MAX), p)
         _check(

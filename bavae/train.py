@@ -402,6 +402,9 @@ def train(cfg: TrainConfig) -> Path:
         config = finetune_config(pretrained.config, cfg)
     else:
         config = cfg.model_config()
+    if cfg.sampler_kind is None:  # before the run's config is saved: a resumed run fits what it recorded
+        init_kind = (pretrained.config.sampler or {}).get("kind") if cfg.init and not resuming else None
+        cfg = dataclasses.replace(cfg, sampler_kind=init_kind or "gmm")
     # ---- data: a folder that holds no pictures fails here, before a model is built ----
     if ddp and not master:  # rank 0 builds first (dsprites writes its cache once), the others wait
         dist.barrier()

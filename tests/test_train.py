@@ -442,7 +442,8 @@ def test_critic_every_steps_the_critics_one_step_in_k_and_resumes_from_a_skipped
 
 def test_sampler_neighbours_fits_the_neighbour_sampler_at_the_end_and_old_runs_keep_the_mixture(tmp_path, photos):
     """`--sampler neighbours`: the saved model keeps its training codes and draws between neighbours by default; a
-    run saved before the option existed (no sampler_kind in its train_config.json) resumes with the mixture."""
+    fine-tune from it fits the same kind unless told; a run saved before the option existed (no sampler_kind in its
+    train_config.json) resumes with the mixture."""
     args = ["--dataset", "folder", "--data-dir", str(photos), "--arch", "mlp", "--image-size", "28"]
     args += ["--channels", "1", "--sample-every", "0", *TINY_ARGS]
     run_train(*args, "--steps", "2", "--sampler", "neighbours", "--out", str(tmp_path / "nb"))
@@ -450,6 +451,20 @@ def test_sampler_neighbours_fits_the_neighbour_sampler_at_the_end_and_old_runs_k
     n_photos = len(build_dataset("folder", data_dir=photos, image_size=28, channels=1))
     assert model.config.sampler == {"kind": "neighbours", "codes": n_photos, "k": 3}
     assert model.default_sampler == "neighbours" and model.sample(3).shape == (3, 1, 28, 28)
+    tuned = [
+        "--dataset",
+        "folder",
+        "--data-dir",
+        str(photos),
+        "--sample-every",
+        "0",
+        "--steps",
+        "1",
+        "--batch-size",
+        "8",
+    ]
+    run_train(*tuned, "--init", str(tmp_path / "nb"), "--out", str(tmp_path / "tuned"))  # no --sampler: the init's
+    assert bavae.load(str(tmp_path / "tuned")).config.sampler["kind"] == "neighbours"
     state = tmp_path / "old" / "training_state.safetensors"
     run_train(*args, "--steps", "1", "--sampler-components", "2", "--out", str(tmp_path / "old"))
     with safe_open(str(state), framework="pt") as f:

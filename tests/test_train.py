@@ -685,7 +685,8 @@ def test_colour_finetune_from_the_emoji_model_keeps_colour(photos, tmp_path):
     assert "grayscale" not in proc.stderr and "skipped 2 of 14 files" in proc.stderr, proc.stderr[-2000:]
     model = bavae.load(str(out))
     assert (model.config.channels, model.config.image_size) == (3, 64)
-    assert model.latent_sampler is not None and model.default_sampler == "gmm"  # refitted on the photos
+    # refitted on the 12 photos, of the init model's kind (bavae-emoji64 ships the nearest-neighbour sampler)
+    assert model.config.sampler == {"kind": "neighbours", "codes": 12, "k": 3} and model.default_sampler == "neighbours"
     images = model.sample(8, generator=torch.Generator().manual_seed(0))
     assert images.shape == (8, 3, 64, 64)
     spread = (images - images.mean(1, keepdim=True)).abs().amax()  # colour: the channels differ

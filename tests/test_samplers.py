@@ -113,6 +113,16 @@ def test_fit_sampler_cli_then_sample_cli_needs_no_scikit_learn(tmp_path, fashion
     assert fit.returncode == 0, fit.stderr
     assert json.loads((tmp_path / "fitted" / "config.json").read_text())["sampler"] == {"kind": "gmm", "components": 3}
     assert json.loads((tmp_path / "tiny" / "config.json").read_text())["sampler"] is None  # --out: source untouched
+    neighbours = subprocess.run(
+        [sys.executable, "-m", "bavae", "fit-sampler", str(tmp_path / "tiny"), "--kind", "neighbours", "--dataset",
+         "fashion-mnist", "--data-dir", str(fashion_mnist_dir), "--max-codes", "500", "--out", str(tmp_path / "nb"),
+         "--device", "cpu"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert neighbours.returncode == 0, neighbours.stderr
+    assert "nearest neighbours (500 training codes, 3 neighbours each)" in neighbours.stdout
+    sampler = json.loads((tmp_path / "nb" / "config.json").read_text())["sampler"]
+    assert sampler == {"kind": "neighbours", "codes": 500, "k": 3}
 
     # fitting (above) and drawing from a stored mixture are torch alone: scikit-learn made unimportable
     script = (

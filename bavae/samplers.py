@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .configs import SAMPLER_KINDS, check_sampler_config
+from .configs import MAX_SAMPLER_CODES, SAMPLER_KINDS, check_sampler_config
 from .errors import InvalidValue
 
 
@@ -187,8 +187,9 @@ class NeighbourSampler(nn.Module):
         return self.codes.shape[1]
 
     @classmethod
-    def fit(cls, codes: torch.Tensor, k: int = 3, chunk: int = 1024) -> NeighbourSampler:
-        """Keep codes (N, latent_dim) and find each one's k nearest others (Euclidean), ``chunk`` rows at a time."""
+    def fit(cls, codes: torch.Tensor, k: int = 3, chunk: int | None = None) -> NeighbourSampler:
+        """Keep codes (N, latent_dim) and find each one's k nearest others (Euclidean), ``chunk`` rows at a time
+        (default: as many as keep a chunk's distances within 256 MB)."""
         if codes.dim() != 2 or not 1 <= k < len(codes):
             raise InvalidValue(
                 f"{k} neighbours per code need more than {k} codes, got a tensor of shape {tuple(codes.shape)}"
@@ -198,6 +199,7 @@ class NeighbourSampler(nn.Module):
             raise InvalidValue("the codes to fit hold NaN or inf values: the model is broken")
         sampler = cls(len(x), x.shape[1], k)
         sampler.codes.copy_(x)
+        chunk = chunk or max(1, 64_000_000 // len(x))
         for start in range(0, len(x), chunk):
             d = torch.cdist(x[start : start + chunk], x)
             d[torch.arange(len(d)), torch.arange(start, start + len(d))] = math.inf  # not its own neighbour
@@ -314,6 +316,8 @@ def fit_latent_sampler(
     ``"gmm"``: a Gaussian mixture of ``components``; ``"neighbours"``: the codes and ``neighbours`` of each."""
     if kind not in SAMPLER_KINDS:
         raise InvalidValue(f"sampler kind must be one of {list(SAMPLER_KINDS)}, got {kind!r}")
+    if kind == "neighbours":  # every code is kept: no more than a config may describe
+        max_codes = min(max_codes, MAX_SAMPLER_CODES)
     codes = training_codes(model, dataset, max_codes, batch_size, seed, progress)
     if kind == "neighbours":
         sampler = NeighbourSampler.fit(codes, min(neighbours, len(codes) - 1))

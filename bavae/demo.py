@@ -220,7 +220,8 @@ def explore(model, code: list[float] | None, component: int | None, *amounts: fl
 
 def slider_labels(model, component: int | None) -> list[str]:
     _, stds = directions(model, component)
-    where = "the fitted sampler's codes" if model.latent_sampler is not None and component is None else None
+    kind = (model.config.sampler or {}).get("kind")
+    where = {"gmm": "the mixture's codes", "neighbours": "the stored codes"}.get(kind) if component is None else None
     where = where or (f"component {component}" if component is not None else "the prior")
     return [f"direction {i + 1} of {where} (1 = {std:.2f} in the code)" for i, std in enumerate(stds.tolist())]
 

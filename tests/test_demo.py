@@ -218,6 +218,7 @@ def test_the_demo_in_a_real_browser(browser, server, tmp_path):
     assert size == demo.grid_size(1, 1, 64, demo.EXPLORE_TILE) == (204, 204)
     before = explored.src()
     track = page.locator("#dir-0 input[type=range]")
+    track.scroll_into_view_if_needed()  # a long model description pushes the sliders below the viewport
     box = track.bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.95, box["y"] + box["height"] / 2)
     size, moved = explored.wait_new(before)

@@ -279,6 +279,11 @@ def describe(sampler: dict[str, Any] | None) -> str:
     return f"a {sampler['components']}-component Gaussian mixture"
 
 
+def spread_indices(size: int, most: int) -> list[int]:
+    """Up to ``most`` indices spread evenly over ``range(size)``: the images :func:`training_codes` encodes."""
+    return torch.linspace(0, size - 1, min(most, size)).round().long().tolist()
+
+
 def training_codes(
     model: Any,
     dataset: torch.utils.data.Dataset,
@@ -289,8 +294,7 @@ def training_codes(
 ) -> torch.Tensor:
     """(n, latent_dim) float32 codes on the CPU of up to ``max_codes`` images of ``dataset``, spread over the whole
     set, one posterior draw each (one generator seeded with ``seed``)."""
-    n = min(max_codes, len(dataset))
-    index = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
+    index = spread_indices(len(dataset), max_codes)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, index), batch_size=batch_size)
     generator = torch.Generator(model.device).manual_seed(seed)
     codes = [
@@ -347,6 +351,7 @@ __all__ = [
     "mixture_problem",
     "neighbours_problem",
     "sampler_problem",
+    "spread_indices",
     "supported_components",
     "training_codes",
 ]

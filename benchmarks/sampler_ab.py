@@ -25,7 +25,13 @@ import torch
 import bavae
 from bavae.data import build_dataset
 from bavae.eval import _features, _test_images, evaluator_for, fid_from_features, load_classifier
-from bavae.samplers import GaussianMixtureSampler, NeighbourSampler, supported_components, training_codes
+from bavae.samplers import (
+    GaussianMixtureSampler,
+    NeighbourSampler,
+    spread_indices,
+    supported_components,
+    training_codes,
+)
 
 
 @torch.no_grad()
@@ -55,7 +61,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     codes = training_codes(model, train, max_codes=60_000)
-    train_x = torch.stack([train[i] for i in torch.linspace(0, len(train) - 1, len(codes)).round().long().tolist()])
+    train_x = torch.stack([train[i] for i in spread_indices(len(train), len(codes))])  # the encoded images
     train_f, test_f = features(train_x), features(test_x)
 
     def nearest_train(f: torch.Tensor) -> torch.Tensor:

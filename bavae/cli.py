@@ -15,6 +15,7 @@ beside it and renamed, so a failed command leaves no output behind.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
@@ -26,9 +27,9 @@ from typing import Any
 import click
 
 from . import __version__, zoo
-from .configs import COUNT_BOUNDS, SEED_MAX
+from .configs import COUNT_BOUNDS, SEED_MAX, stored_codes_note
 from .errors import BAVAEError, one_line
-from .files import OutputError, check_output_file, check_output_folder, model_files
+from .files import CONFIG_NAME, OutputError, check_output_file, check_output_folder, model_files
 from .options import RegistryChoice, device_option
 
 MAX_IMAGES = COUNT_BOUNDS["grid_images"][1]  # the most images one PNG grid holds
@@ -539,6 +540,8 @@ def fit_sampler_command(
         f"fitted {samplers.describe(sampler.config)} on {min(max_codes, len(images))} codes of {dataset}; "
         f"saved {out} (`bavae sample -m {out}` now draws from it)"
     )
+    if note := stored_codes_note(sampler.config, str(out)):
+        click.echo(note, err=True)
 
 
 @cli.command("push")
@@ -559,6 +562,9 @@ def push_command(model_dir: str, repo_id: str, branch: str | None, private: bool
     if not folder.is_dir():
         raise _usage(f"{model_dir} {'is not a folder' if folder.exists() else 'does not exist'}")
     model_files(folder)
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # a bad config.json is zoo.push's to refuse
+        if note := stored_codes_note(json.loads((folder / CONFIG_NAME).read_text()).get("sampler"), model_dir):
+            click.echo(note, err=True)
     train_config_file = folder / "train_config.json"  # a `bavae train` run: its command
     try:
         train_config = json.loads(train_config_file.read_text()) if train_config_file.is_file() else {}

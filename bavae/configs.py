@@ -452,6 +452,18 @@ def _meta(config: Any, name: str) -> dict[str, Any]:
     return dict(config.__dataclass_fields__[name].metadata)
 
 
+def stored_codes_note(sampler: dict[str, Any] | None, folder: str = "MODEL_DIR") -> str | None:
+    """One line for a sampler that keeps its training codes (the neighbour sampler): decoded, they give the training
+    pictures back, roughly, so whoever gets the weights gets those too. None for a sampler that keeps only a summary."""
+    if not sampler or sampler.get("kind") != "neighbours":
+        return None
+    return (
+        f"note: the neighbour sampler keeps the codes of {sampler['codes']:,} training pictures in model.safetensors, "
+        "and decoded they give those pictures back, roughly; before sharing a model trained on private pictures, "
+        f"replace it with a mixture: `bavae fit-sampler {folder} --kind gmm`"
+    )
+
+
 __all__ = [
     "BAVAEConfig",
     "TrainConfig",
@@ -467,4 +479,5 @@ __all__ = [
     "COUNT_BOUNDS",
     "MAX_WIDTH",
     "MAX_DIM",
+    "stored_codes_note",
 ]

@@ -275,6 +275,16 @@ def model_card(
     ]
     if sample_grid_path:
         lines += ["## Samples", "", f"![samples]({sample_grid_path})", ""]
+    sampler = config.get("sampler")
+    if isinstance(sampler, dict) and sampler.get("kind") == "neighbours":
+        lines += [
+            "## Training pictures in the weights",
+            "",
+            f"The latent sampler keeps the codes of the {sampler.get('codes', 0):,} training pictures (it draws "
+            "between neighbouring codes), so decoding them gives those pictures back, roughly. A model fine-tuned on "
+            "private pictures should be shared with a Gaussian mixture instead: `bavae fit-sampler MODEL_DIR --kind gmm`.",
+            "",
+        ]
     if train_command:
         lines += ["## Training", "", "```bash", train_command, "```", ""]
     if metrics:

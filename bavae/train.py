@@ -35,7 +35,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from . import data, serialization, zoo
-from .configs import BAVAEConfig, TrainConfig
+from .configs import BAVAEConfig, TrainConfig, stored_codes_note
 from .devices import resolve_device
 from .errors import BAVAEError
 from .files import CONFIG_NAME, WEIGHTS_NAME
@@ -533,8 +533,10 @@ def train(cfg: TrainConfig) -> Path:
 
     log.close()
     if fit_sampler:  # the sampler belongs to the saved (EMA) model, fitted once at the end
-        fit_latent_sampler(ema, dataset, cfg.sampler_components, seed=cfg.seed, kind=cfg.sampler_kind)
+        sampler = fit_latent_sampler(ema, dataset, cfg.sampler_components, seed=cfg.seed, kind=cfg.sampler_kind)
         ema.save_pretrained(out)
+        if note := stored_codes_note(sampler.config, str(out)):
+            print(note, file=sys.stderr)
     if stop.signum:  # saved as at the end; the caller still learns that the run was stopped
         raise KeyboardInterrupt(stop.name)
     if ddp:

@@ -317,6 +317,27 @@ def test_push_to_hub_then_load_back(hub, online, tmp_path):
     assert r["ok"] and r["fp"] == fingerprint(model), r.get("traceback")
 
 
+def test_cli_push_says_when_the_weights_hold_training_codes(hub, online, hf_home, tmp_path):
+    """A model whose neighbour sampler keeps its training codes is pushed as asked, with one line saying so."""
+    import torch
+
+    from bavae.samplers import NeighbourSampler
+
+    model = save_tiny(tmp_path / "run", seed=14)
+    model.set_latent_sampler(NeighbourSampler.fit(torch.randn(40, model.config.latent_dim), 3))
+    model.save_pretrained(tmp_path / "run")
+    proc = run(
+        sys.executable, "-m", "bavae", "push", tmp_path / "run", "--repo-id", "user/nb", env=hub.client_env(hf_home)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "keeps the codes of 40 training pictures" in proc.stderr, proc.stderr
+    assert f"bavae fit-sampler {tmp_path / 'run'} --kind gmm" in proc.stderr
+    card = hub.file_bytes("user/nb", "README.md").decode()  # and so does the card people read before they load it
+    assert "## Training pictures in the weights" in card and "codes of the 40 training pictures" in card
+    r = online.run(load("user/nb", tmp_path / "cache"))
+    assert r["ok"] and r["fp"] == fingerprint(model), r.get("traceback")
+
+
 def test_cli_push(hub, online, hf_home, tmp_path):
     model = save_tiny(tmp_path / "run", seed=13)
     proc = run(
@@ -333,5 +354,6 @@ def test_cli_push(hub, online, hf_home, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "user/cli" in proc.stdout and hub.file_entry("user/cli", "model.safetensors", "dev")
+    assert "training pictures" not in proc.stderr  # no stored codes, no note
     r = online.run(load("user/cli", tmp_path / "cache", revision="dev"))
     assert r["ok"] and r["fp"] == fingerprint(model), r.get("traceback")

@@ -121,6 +121,8 @@ def test_fit_sampler_cli_then_sample_cli_needs_no_scikit_learn(tmp_path, fashion
     )  # fmt: skip
     assert neighbours.returncode == 0, neighbours.stderr
     assert "nearest neighbours (500 training codes, 3 neighbours each)" in neighbours.stdout
+    assert f"bavae fit-sampler {tmp_path / 'nb'} --kind gmm" in neighbours.stderr  # the codes are the pictures
+    assert "training pictures" not in fit.stderr
     sampler = json.loads((tmp_path / "nb" / "config.json").read_text())["sampler"]
     assert sampler == {"kind": "neighbours", "codes": 500, "k": 3}
 

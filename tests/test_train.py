@@ -446,9 +446,13 @@ def test_sampler_neighbours_fits_the_neighbour_sampler_at_the_end_and_old_runs_k
     train_config.json) resumes with the mixture."""
     args = ["--dataset", "folder", "--data-dir", str(photos), "--arch", "mlp", "--image-size", "28"]
     args += ["--channels", "1", "--sample-every", "0", *TINY_ARGS]
-    run_train(*args, "--steps", "2", "--sampler", "neighbours", "--out", str(tmp_path / "nb"))
+    proc = run_train(*args, "--steps", "2", "--sampler", "neighbours", "--out", str(tmp_path / "nb"))
     model = bavae.load(str(tmp_path / "nb"))
     n_photos = len(build_dataset("folder", data_dir=photos, image_size=28, channels=1))
+    # it says, once, that the weights now hold the training pictures' codes, and how to share without them
+    note = [line for line in proc.stderr.splitlines() if "training pictures" in line]
+    assert len(note) == 1 and f"{n_photos:,} training pictures" in note[0], proc.stderr
+    assert f"bavae fit-sampler {tmp_path / 'nb'} --kind gmm" in note[0], note
     assert model.config.sampler == {"kind": "neighbours", "codes": n_photos, "k": 3}
     assert model.default_sampler == "neighbours" and model.sample(3).shape == (3, 1, 28, 28)
     tuned = [
@@ -466,7 +470,8 @@ def test_sampler_neighbours_fits_the_neighbour_sampler_at_the_end_and_old_runs_k
     run_train(*tuned, "--init", str(tmp_path / "nb"), "--out", str(tmp_path / "tuned"))  # no --sampler: the init's
     assert bavae.load(str(tmp_path / "tuned")).config.sampler["kind"] == "neighbours"
     state = tmp_path / "old" / "training_state.safetensors"
-    run_train(*args, "--steps", "1", "--sampler-components", "2", "--out", str(tmp_path / "old"))
+    proc = run_train(*args, "--steps", "1", "--sampler-components", "2", "--out", str(tmp_path / "old"))
+    assert "training pictures" not in proc.stderr  # a mixture keeps a summary of the codes, not the codes
     with safe_open(str(state), framework="pt") as f:
         metadata = f.metadata()
     meta = json.loads(metadata["bavae_training_state"])

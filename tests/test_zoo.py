@@ -267,6 +267,9 @@ def test_model_card_metadata_and_text():
     assert "![samples](samples.png)" in card.text
     card = zoo.model_card(tiny_model(), {}, repo_id="user/tiny", dataset="fashion-mnist")
     assert "bavae.load('user/tiny')" in card.text and card.data.datasets == ["zalando-datasets/fashion_mnist"]
+    assert "Training pictures in the weights" not in card.text  # no sampler: nothing kept
+    emoji = zoo.model_info("bavae-emoji64")  # a neighbour sampler keeps the training codes: the card says so
+    assert "codes of the 4,832 training pictures" in zoo.model_card(emoji).text
 
 
 def test_resolve_device():

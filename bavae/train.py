@@ -296,7 +296,8 @@ def _ignore_interrupts(_worker_id: int) -> None:
 class StopRequest:
     """While active, the first Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after this step and save it, as
     --max-minutes does; the handler it replaced comes back at once, so a second one stops at once. Only the main
-    thread can take signals: elsewhere (train() in a thread) this does nothing."""
+    thread can take signals: elsewhere (train() in a thread) this does nothing. A signal the process was started
+    ignoring stays ignored (a job a script put in the background is not the terminal's Ctrl-C to stop)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -305,7 +306,8 @@ class StopRequest:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+            ignored = [s for s in self.SIGNALS if signal.getsignal(s) == signal.SIG_IGN]
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS if s not in ignored}
         return self
 
     def _handle(self, signum, _frame) -> None:

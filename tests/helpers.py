@@ -8,6 +8,7 @@ function would live here only, so that a rename there is a one-line fix here.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -202,6 +203,13 @@ def model_config_of_command(command: str):
     assert argv[:2] == ["bavae", "train"], command
     params = train_cli.train_command.make_context("bavae train", argv[2:]).params  # parsed, not validated: no data
     return train_cli.options_config(params).model_config()
+
+
+def as_a_foreground_job() -> None:
+    """``preexec_fn`` for a child that a test will Ctrl-C: its SIGINT back at the default, as a terminal's shell
+    leaves it for the command it runs. A test runner started in the background by a non-interactive shell (CI,
+    `make test &`) ignores SIGINT, every process it starts inherits that, and bavae, rightly, keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def signal_when(proc: subprocess.Popen, ready: Callable[[], bool], signum: int, what: str, wait: float = 120):

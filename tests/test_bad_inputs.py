@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bad_inputs import CASES, make_sandbox, run_matrix, sandbox_env  # tests/ is on sys.path, as for helpers
-from helpers import signal_when
+from helpers import as_a_foreground_job, signal_when
 
 
 @pytest.fixture(scope="module")
@@ -188,14 +188,7 @@ def test_png_grids_stop_at_4096_and_say_so(sandbox):
 
 
 # ------------------------------------------------------------------------------------------------ issue 22
-# SIGINT: failed in 3 of 3 full `make test` runs on 2026-12-07 (s.npz left whole) and passed alone and beside
-# test_demo.py; not strict until the race is found (see the stop note of 2026-12-07).
-_SIGINT_RACE = pytest.mark.xfail(strict=False, reason="s.npz left whole under the full suite's load: a race to find")
-
-
-@pytest.mark.parametrize(
-    "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=_SIGINT_RACE)], ids=["SIGTERM", "SIGINT"]
-)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_mid_write_leaves_no_temporary_file(sandbox, tmp_path, signum):
     """A real `bavae sample -o s.npz`, stopped by a real signal while its temporary file grows: the file goes, and
     the process ends as that signal ends it (SIGTERM: killed by it; SIGINT: `bavae: aborted`, exit 130)."""
@@ -208,6 +201,7 @@ def test_a_signal_mid_write_leaves_no_temporary_file(sandbox, tmp_path, signum):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_a_foreground_job,
     )
 
     def growing() -> bool:

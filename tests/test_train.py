@@ -15,7 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import assert_one_line_error, clean_env, ok, run, save_tiny, signal_when, tiny_model, weight_distance
+from helpers import (
+    as_a_foreground_job,
+    assert_one_line_error,
+    clean_env,
+    ok,
+    run,
+    save_tiny,
+    signal_when,
+    tiny_model,
+    weight_distance,
+)
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -394,7 +404,11 @@ def test_a_signal_saves_the_step_it_stops_at_and_the_run_resumes(tmp_path, signu
     args += ["--image-size", "28", "--channels", "1", "--steps", "2000", "--checkpoint-every", "1000"]
     args += ["--sample-every", "0", "--sampler-components", "1", *TINY_ARGS, "--out", str(out)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bavae.train", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env()
+        [sys.executable, "-m", "bavae.train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+        preexec_fn=as_a_foreground_job,
     )
     logged = lambda: (out / "metrics.csv").exists() and len(csv_lines(out)) > 20  # noqa: E731
     _, err = signal_when(proc, logged, signum, "20 steps not logged")
@@ -410,6 +424,38 @@ def test_a_signal_saves_the_step_it_stops_at_and_the_run_resumes(tmp_path, signu
 
     run_train("--resume", str(out), "--steps", str(n + 10))
     assert saved_step(out) == n + 10 and logged_steps(out) == list(range(1, n + 11))
+
+
+def test_a_run_started_ignoring_ctrl_c_keeps_ignoring_it(tmp_path):
+    """A run a script put in the background (SIGINT ignored from the start, as a non-interactive shell does) goes on
+    through a Ctrl-C meant for the terminal's foreground job; SIGTERM still saves it and stops it."""
+    out = tmp_path / "run"
+    args = ["--dataset", "folder", "--data-dir", str(make_folder(tmp_path / "photos", n=24)), "--arch", "mlp"]
+    args += ["--image-size", "28", "--channels", "1", "--steps", "2000", "--checkpoint-every", "1000"]
+    args += ["--sample-every", "0", "--sampler-components", "1", *TINY_ARGS, "--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bavae.train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / "metrics.csv").exists() and len(csv_lines(out)) > 20):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        at_sigint = len(csv_lines(out))
+        while len(csv_lines(out)) < at_sigint + 20:  # it trains on
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "SIGTERM: saving step" in err.decode(), (proc.returncode, err.decode())
+    assert "SIGINT" not in err.decode() and saved_step(out) >= at_sigint + 19  # lines: a header, then a step each
 
 
 def test_critic_every_steps_the_critics_one_step_in_k_and_resumes_from_a_skipped_step(tmp_path, photos):

@@ -86,7 +86,8 @@ def main() -> None:
             with torch.no_grad():
                 rows += [model.reconstruct(x, generator=g).clamp(0, 1), model.sample(len(x), generator=g).clamp(0, 1)]
     save_grid(torch.cat([x, *rows]), out / "finetune.png", len(x))
-    keys = ("recon_mse", "recon_ssim", "recon_fid", "fid", "fid_prior", "fid_gmm", "class_agreement", "cpu_minutes")
+    keys = ("recon_mse", "recon_ssim", "recon_fid", "fid", "fid_prior", "fid_gmm", "fid_neighbours", "class_agreement",
+            "cpu_minutes")
     print("| run | steps | " + " | ".join(keys) + " |")
     print("|---|---|" + "---|" * len(keys))
     for key, r in results.items():

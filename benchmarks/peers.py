@@ -548,6 +548,7 @@ def markdown(results: dict, at: str) -> str:
 
 
 def plot(results: dict, path: Path, title: str) -> None:
+    """FID against CPU minutes: solid the mixture, dotted the nearest-neighbour sampler, dashed the prior."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -555,10 +556,22 @@ def plot(results: dict, path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(11, 4.6))
     for i, (run, r) in enumerate(results.items()):
-        pts = sorted((c["cpu_min"], c["fid_prior"], c["fid_gmm"]) for c in r["checkpoints"].values())
+        pts = sorted(
+            (c["cpu_min"], c["fid_prior"], c["fid_gmm"], c.get("fid_neighbours")) for c in r["checkpoints"].values()
+        )
         color = f"C{i}"
         lw = 2.5 if run == "bavae" else 1.3
         ax.plot([p[0] for p in pts], [p[2] for p in pts], "-o", color=color, lw=lw, ms=4, label=f"{label(run)}, GMM")
+        if all(p[3] is not None for p in pts):  # the nearest-neighbour sampler, scored since 2026-12-07
+            ax.plot(
+                [p[0] for p in pts],
+                [p[3] for p in pts],
+                ":s",
+                color=color,
+                lw=lw,
+                ms=4,
+                label=f"{label(run)}, neighbours",
+            )
         ax.plot(
             [p[0] for p in pts],
             [p[1] for p in pts],

@@ -43,6 +43,8 @@ def train(out: Path, data_dir: str, steps: int, init: str | None, config: dict, 
         if init:
             cmd += ["--init", init]
         else:
+            # the model's critic_width None means "as wide as --width"; bavae train's None means half of it
+            config = {**config, "critic_width": config.get("critic_width") or config["width"]}
             for k in ARCH_OPTIONS:
                 if config.get(k) is not None:
                     cmd += [f"--{k.replace('_', '-')}", str(config[k])]
@@ -86,8 +88,17 @@ def main() -> None:
             with torch.no_grad():
                 rows += [model.reconstruct(x, generator=g).clamp(0, 1), model.sample(len(x), generator=g).clamp(0, 1)]
     save_grid(torch.cat([x, *rows]), out / "finetune.png", len(x))
-    keys = ("recon_mse", "recon_ssim", "recon_fid", "fid", "fid_prior", "fid_gmm", "fid_neighbours", "class_agreement",
-            "cpu_minutes")
+    keys = (
+        "recon_mse",
+        "recon_ssim",
+        "recon_fid",
+        "fid",
+        "fid_prior",
+        "fid_gmm",
+        "fid_neighbours",
+        "class_agreement",
+        "cpu_minutes",
+    )
     print("| run | steps | " + " | ".join(keys) + " |")
     print("|---|---|" + "---|" * len(keys))
     for key, r in results.items():

@@ -169,6 +169,9 @@ RECIPES = {
         ),
         # against the WAE's lead at 60 CPU-minutes (its reconstructions): the one lever that paid, further (pythae's
         # peers train at 1e-3), and a stronger pixel anchor on the shipped colour recipe
+        "bavae-flip-critic16-every2": Recipe(  # the shipped colour recipe at bavae train's default rates (2e-4)
+            {"shared_critic_trunk": True, "critic_width": 16}, flip=True, critic_every=2
+        ),
         "bavae-lr1e-3-flip-critic16-every2": Recipe(
             {"shared_critic_trunk": True, "critic_width": 16}, lr=1e-3, critic_lr=1e-3, flip=True, critic_every=2
         ),
@@ -526,6 +529,7 @@ NAMES = {
     "bavae-lr5e-4-flip": "bavae, learning rates 5e-4, mirrored pictures",
     "bavae-lr5e-4-flip-critic16-every2": "bavae, learning rates 5e-4, mirrored, critic width 16, critics every 2nd step",
     "bavae-critic16-every2": "bavae, critic width 16, critics every 2nd step (shipped since issue 21)",
+    "bavae-flip-critic16-every2": "bavae, learning rates 2e-4, mirrored, critic width 16, critics every 2nd step",
     "bavae-lr1e-3-flip-critic16-every2": "bavae, learning rates 1e-3, mirrored, critic width 16, critics every 2nd step",
     "bavae-lr5e-4-flip-c16e2-pixel10": "bavae, learning rates 5e-4, mirrored, cheaper critics, pixel weight 10",
     "bavae-c16e2-marginal300": "bavae shipped, marginal MMD weight 300",

@@ -317,6 +317,14 @@ class TrainConfig:
         "--critic-steps above 1.",
         least=1,
     )
+    # VQGAN's discriminator start, for both critics: an autoencoder learns pixels faster per CPU-second than the
+    # critics teach them, and its steps cost a third of the game's (docs/method.md, section 10).
+    critic_start: int = option(
+        0,
+        "Steps before the critics start: until then the encoder and decoder minimise the pixel anchor and the "
+        "marginal terms alone, as an autoencoder (0: the game from the first step).",
+        least=0,
+    )
     ema_decay: float = option(0.999)
     seed: int = option(0)
     # hardware
@@ -359,6 +367,7 @@ class TrainConfig:
             "batch_size",
             "critic_steps",
             "critic_every",
+            "critic_start",
             "checkpoint_every",
             "log_every",
             "sample_every",

@@ -319,9 +319,11 @@ class BAVAE(
         z_fake: torch.Tensor | None = None,
         x_fake: torch.Tensor | None = None,
         real_features: tuple[torch.Tensor, torch.Tensor] | None = None,
+        weights: objectives.ObjectiveWeights | None = None,
     ) -> objectives.Losses:
+        """``weights``: other weights than the config's (the training loop's warm-up, objectives.warmup_weights)."""
         return objectives.autoencoder_losses(
-            self, x, self.config.weights, z=z, z_fake=z_fake, x_fake=x_fake, real_features=real_features
+            self, x, weights or self.config.weights, z=z, z_fake=z_fake, x_fake=x_fake, real_features=real_features
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

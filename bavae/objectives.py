@@ -135,6 +135,18 @@ def resolve_objective(name: str, overrides: dict[str, float] | None = None) -> O
     return replace(OBJECTIVES[name], **{k: float(v) for k, v in overrides.items()})
 
 
+# The terms that need a critic: with these at 0 the encoder/decoder step runs no critic pass at all.
+CRITIC_TERMS = ("kl", "generative", "info", "feature", "code", "sample")
+
+
+def warmup_weights(weights: ObjectiveWeights) -> ObjectiveWeights:
+    """The weights of the steps before the critics start (``bavae train --critic-start``): every term that needs a
+    critic at 0, the pixel anchor (at least 1, so that there is a reconstruction term) and the marginal terms as
+    they are. That is a Wasserstein auto-encoder's objective (a pixel likelihood and a marginal MMD), at the cost
+    of an encoder and a decoder pass: the reconstructions learn what a pixel is before the critics teach sharpness."""
+    return replace(weights, **dict.fromkeys(CRITIC_TERMS, 0.0), pixel=max(weights.pixel, 1.0), prior_fakes=0.0)
+
+
 def _floats(logs: dict[str, torch.Tensor]) -> dict[str, float]:
     """Scalars to Python floats in one device sync, not one per .item()."""
     values = torch.stack([v.detach().float() for v in logs.values()]).tolist()
@@ -261,7 +273,9 @@ def autoencoder_losses(
     if x_fake is None:
         z_fake, x_fake = fake_pairs(model, z, weights)
     n_recon = x.shape[0] - prior_fake_count(x.shape[0], weights)  # x_fake[:n_recon] = G(E(x[:n_recon]))
-    if real_features is None:
+    if not any(getattr(weights, name) for name in CRITIC_TERMS):
+        h_x_inference = h_x_generative = None  # no term needs a critic (warmup_weights): no critic pass
+    elif real_features is None:
         with torch.no_grad():  # the critics' image features of real data carry no gradient to either player
             h_x_inference = inference.image_features(x)
             h_x_generative = h_x_inference if generative.shares_trunk_with(inference) else generative.image_features(x)
@@ -269,9 +283,9 @@ def autoencoder_losses(
         h_x_inference, h_x_generative = real_features
 
     logs: dict[str, torch.Tensor] = {}
-    # Inference game (eq. 19, V_I): only its posterior term depends on the encoder.
-    t_posterior = inference.score(h_x_inference, z)
-    encoder_loss = weights.kl * (-t_posterior.mean())
+    encoder_loss = decoder_loss = 0.0  # (a Python 0.0 plus a tensor is that tensor, bit for bit)
+    if weights.kl:  # Inference game (eq. 19, V_I): only its posterior term depends on the encoder.
+        encoder_loss = encoder_loss + weights.kl * (-inference.score(h_x_inference, z).mean())
     if weights.info:
         k = min(info_batch, x.shape[0])  # k^2 pairs; the bound saturates at log k
         nce = info_nce(-inference.pairwise_scores(h_x_inference[:k], z[:k]))  # f = -T = log q(z|x) - log p(z) at T*
@@ -293,16 +307,18 @@ def autoencoder_losses(
         encoder_loss = encoder_loss + weights.code * (-model.code_critic(z).mean())
 
     # Generative game (eq. 19, V_G): the decoder moves the fake term, the encoder both terms through z.
-    h_fake = generative.image_features(x_fake.to(x.dtype))
-    d_real, d_fake = generative.score(h_x_generative, z), generative.score(h_fake, z_fake)
-    decoder_loss = weights.generative * generative_critic_value(d_real, d_fake)
+    if weights.generative or weights.feature or weights.sample:
+        h_fake = generative.image_features(x_fake.to(x.dtype))
+    if weights.generative:
+        d_real, d_fake = generative.score(h_x_generative, z), generative.score(h_fake, z_fake)
+        decoder_loss = decoder_loss + weights.generative * generative_critic_value(d_real, d_fake)
     if weights.sample:  # the decoded prior codes against real images, by the image-only head
         s_real, s_fake = generative.sample_score(h_x_generative), generative.sample_score(h_fake[n_recon:])
         decoder_loss = decoder_loss + weights.sample * generative_critic_value(s_real, s_fake)
-    x_recon, h_recon = x_fake[:n_recon].float(), h_fake[:n_recon].float()
+    x_recon = x_fake[:n_recon].float()
     if weights.feature:
         # per-image sums: on the scale of a log-likelihood
-        feature = (h_recon - h_x_generative[:n_recon].float()).pow(2).sum(1).mean()
+        feature = (h_fake[:n_recon].float() - h_x_generative[:n_recon].float()).pow(2).sum(1).mean()
         decoder_loss = decoder_loss + weights.feature * feature
         logs["feature_recon"] = feature
     if weights.pixel:
@@ -315,6 +331,10 @@ def autoencoder_losses(
         decoder_loss = decoder_loss + weights.cycle * cycle
         logs["latent_cycle"] = cycle
 
+    # a player none of whose terms is on (the encoder in a warm-up of an objective with no marginal term): zero
+    encoder_loss, decoder_loss = (
+        v if torch.is_tensor(v) else z.new_zeros((), dtype=torch.float32) for v in (encoder_loss, decoder_loss)
+    )
     logs["encoder"], logs["decoder"] = encoder_loss, decoder_loss
     logs["recon_mse"] = F.mse_loss(x_recon.detach(), x[:n_recon])
     return Losses(encoder=encoder_loss, decoder=decoder_loss, logs=_floats(logs))

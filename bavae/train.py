@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from . import data, serialization, zoo
+from . import data, objectives, serialization, zoo
 from .configs import BAVAEConfig, TrainConfig, stored_codes_note
 from .devices import resolve_device
 from .errors import BAVAEError
@@ -92,16 +92,27 @@ def optimizers(model: BAVAE, lr: float, critic_lr: float, betas: tuple[float, fl
 
 
 def game_step(
-    model, batches: list, opt_critic, opt_autoencoder, *, autocast=None, scalers=None, sync=None, update_critics=True
+    model,
+    batches: list,
+    opt_critic,
+    opt_autoencoder,
+    *,
+    autocast=None,
+    scalers=None,
+    sync=None,
+    update_critics=True,
+    warmup=False,
 ):
     """One step of the game (eq. 19): a critic update per batch, then one encoder/decoder update on the last batch.
 
     ``autocast``: a torch.autocast context (or None); ``scalers``: (critic, autoencoder) GradScalers for fp16;
     ``sync``: called with a list of parameters after each backward (DDP's gradient average); ``update_critics``
-    False: the encoder/decoder update alone, against the critics as they are (``--critic-every``). Returns the
-    critic and autoencoder :class:`~bavae.objectives.Losses` and the two summed losses; without a critic update
-    the critic's are None.
+    False: the encoder/decoder update alone, against the critics as they are (``--critic-every``); ``warmup``:
+    before the critics start (``--critic-start``), the encoder/decoder update alone on the terms that need no
+    critic (:func:`~bavae.objectives.warmup_weights`). Returns the critic and autoencoder
+    :class:`~bavae.objectives.Losses` and the two summed losses; without a critic update the critic's are None.
     """
+    update_critics = update_critics and not warmup
     autocast = autocast or contextlib.nullcontext()
     scaler_critic, scaler_ae = scalers or (None, None)
     sync = sync or (lambda params: None)
@@ -137,7 +148,8 @@ def game_step(
         with autocast:  # a separate block: autocast's cache of cast weights would hold pre-step critic weights
             # same batch, codes and real-image critic features (one critic step old) as the last critic step
             real_features = critic.real_features if critic else None
-            ae = model.autoencoder_losses(x, z, z_fake, x_fake, real_features=real_features)
+            weights = objectives.warmup_weights(model.config.weights) if warmup else None
+            ae = model.autoencoder_losses(x, z, z_fake, x_fake, real_features=real_features, weights=weights)
             ae_loss = ae.encoder + ae.decoder
         update(ae_loss, opt_autoencoder, model.autoencoder_parameters(), scaler_ae)
     finally:
@@ -473,6 +485,7 @@ def train(cfg: TrainConfig) -> Path:
     with progress, StopRequest() as stop:
         while state.step < total_steps:
             xs = [next(data_iter) for _ in range(cfg.critic_steps)]
+            warmup = state.step < cfg.critic_start
             update_critics = state.step % cfg.critic_every == 0
             critic, ae, critic_loss, ae_loss = game_step(
                 model,
@@ -483,6 +496,7 @@ def train(cfg: TrainConfig) -> Path:
                 scalers=scalers,
                 sync=sync,
                 update_critics=update_critics,
+                warmup=warmup,
             )
             if critic is not None:  # with --critic-every k, the logs and the guard keep the last critic step's
                 critic_logs, last_critic_loss = critic.logs, critic_loss

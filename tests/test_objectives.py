@@ -18,6 +18,7 @@ import torch
 from helpers import images, tiny_model
 
 from bavae.objectives import (
+    CRITIC_TERMS,
     OBJECTIVES,
     ObjectiveWeights,
     autoencoder_losses,
@@ -25,6 +26,7 @@ from bavae.objectives import (
     fake_pairs,
     mmd_imq,
     sliced_wasserstein,
+    warmup_weights,
 )
 
 torch.set_num_threads(1)
@@ -211,6 +213,31 @@ def test_weights_scale_their_terms_and_the_losses_add_up(model, batch):
         for t, w in (("generative", 2.0), ("feature", 0.25), ("pixel", 4.0))
     )
     assert close(total.encoder, enc) and close(total.decoder, dec), (total.encoder, enc, total.decoder, dec)
+
+
+def test_warmup_is_the_pixel_anchor_and_the_marginal_with_no_critic_pass(model, batch):
+    """Before `--critic-start`: every term that needs a critic off, the pixel anchor (at least 1: `paper` has none)
+    and the marginal MMD as `informative` weighs it; the losses are then those two alone, and no critic layer runs."""
+    informative = OBJECTIVES["informative"]
+    warm = warmup_weights(informative)
+    assert {t for t in TERMS if getattr(warm, t)} == {"pixel", "marginal"} and not warm.prior_fakes
+    assert (warm.pixel, warm.marginal) == (informative.pixel, informative.marginal)
+    assert warmup_weights(OBJECTIVES["paper"]).pixel == 1.0
+    assert set(CRITIC_TERMS) == {"kl", "generative", "info", "feature", "code", "sample"}
+    calls = []
+    critic_layers = [m for c in (model.inference_critic, model.generative_critic) for m in c.modules()]
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in critic_layers]
+    try:
+        got = losses(model, batch, warm, seed=5)
+    finally:
+        for h in hooks:
+            h.remove()
+    x, z, _, x_fake = batch
+    torch.manual_seed(5)
+    expected_encoder = informative.marginal * mmd_imq(z, torch.randn(N, model.config.latent_dim))
+    expected_decoder = informative.pixel * (x_fake - x).abs().sum((1, 2, 3)).mean()
+    assert not calls, f"{len(calls)} critic layer calls in a warm-up step"
+    assert close(got.encoder, expected_encoder) and close(got.decoder, expected_decoder), got
 
 
 def test_prior_fakes_replace_the_last_codes_with_prior_draws(model, batch):

@@ -486,6 +486,38 @@ def test_critic_every_steps_the_critics_one_step_in_k_and_resumes_from_a_skipped
     assert {"kl_estimate", "d_real", "encoder"} <= set(header.split(",")) and logged_steps(cut) == list(range(1, 7))
 
 
+def test_critic_start_trains_an_autoencoder_first_and_resumes_across_the_start(tmp_path, photos):
+    """--critic-start 3: the first 3 steps are the encoder/decoder's alone, so the critics' Adam steps 3 times in 6
+    and a 3-step run's critics are still a 1-step run's (both the initial ones) while its encoder has moved on; a
+    run cut inside the warm-up resumes to the weights of an uninterrupted one. A run saved before the option existed
+    has no critic_start in its train_config.json and resumes with 0 (the dataclass default: the game from step 0)."""
+    args = ["--dataset", "folder", "--data-dir", str(photos), "--arch", "mlp", "--image-size", "28"]
+    args += ["--channels", "1", "--sample-every", "0", "--sampler-components", "0", *TINY_ARGS]
+    args += ["--critic-every", "1", "--critic-start", "3"]
+    straight, cut, three, one = (tmp_path / name for name in ("straight", "cut", "three", "one"))
+    run_train(*args, "--steps", "6", "--out", str(straight))
+    run_train(*args, "--steps", "2", "--out", str(cut))
+    run_train("--resume", str(cut), "--steps", "6")
+    run_train(*args, "--steps", "3", "--out", str(three))
+    run_train(*args, "--steps", "1", "--out", str(one))
+    with safe_open(str(straight / "training_state.safetensors"), framework="pt") as f:
+        meta = json.loads(f.metadata()["bavae_training_state"])
+    adam_steps = {
+        name: {v for k, v in meta[name]["scalars"].items() if k.endswith(".step")}
+        for name in ("opt_critic", "opt_autoencoder")
+    }
+    assert adam_steps == {"opt_critic": {3.0}, "opt_autoencoder": {6.0}}, adam_steps
+    assert meta["train_config"]["critic_start"] == 3
+    a, b = weights(three), weights(one)
+    critic_keys = [k for k in a if "critic" in k]
+    assert critic_keys and all(torch.equal(a[k], b[k]) for k in critic_keys), "the critics moved in the warm-up"
+    encoder_key = next(k for k in a if k.startswith("encoder."))
+    assert not torch.equal(a[encoder_key], b[encoder_key]), "the encoder did not train in the warm-up"
+    a, b = weights(straight), weights(cut)
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from an uninterrupted run"
+    assert train_cli.options_config({}).critic_start == 0
+
+
 def test_sampler_neighbours_fits_the_neighbour_sampler_at_the_end_and_old_runs_keep_the_mixture(tmp_path, photos):
     """`--sampler neighbours`: the saved model keeps its training codes and draws between neighbours by default; a
     fine-tune from it fits the same kind unless told; a run saved before the option existed (no sampler_kind in its

@@ -317,8 +317,8 @@ class TrainConfig:
         "--critic-steps above 1.",
         least=1,
     )
-    # VQGAN's discriminator start, for both critics: an autoencoder learns pixels faster per CPU-second than the
-    # critics teach them, and its steps cost a third of the game's (docs/method.md, section 10).
+    # VQGAN's discriminator start, for both critics: an autoencoder may learn pixels faster per CPU-second than the
+    # critics teach them, and its steps are cheaper (0.6x the colour recipe's; docs/method.md, section 10).
     critic_start: int = option(
         0,
         "Steps before the critics start: until then the encoder and decoder minimise the pixel anchor and the "

@@ -141,6 +141,10 @@ RECIPES = {
         },
         # the prior path, on what the codes showed (method.md section 6): the shipped recipe's codes fill a set of
         # about 9 dimensions of the 16, so prior draws fall between them; a latent the codes can fill
+        # critics that start late (--critic-start), which won at 64 px: the shipped recipe after 500 autoencoder steps
+        "bavae-c16e2-start500": Recipe(
+            {"shared_critic_trunk": True, "critic_width": 16}, critic_every=2, critic_start=500
+        ),
         **{
             f"bavae-c16e2-latent{n}": Recipe(
                 {"shared_critic_trunk": True, "critic_width": 16, "latent_dim": n, "posterior_noise_dim": n},
@@ -553,6 +557,7 @@ NAMES = {
     "bavae-c16e2-marginal300": "bavae shipped, marginal MMD weight 300",
     "bavae-c16e2-sliced10": "bavae shipped, sliced Wasserstein weight 10",
     "bavae-c16e2-code1": "bavae shipped, code critic weight 1",
+    "bavae-c16e2-start500": "bavae shipped, critics from step 500",
     **{f"bavae-c16e2-latent{n}": f"bavae shipped, latent {n}" for n in LATENT_SIZES},
     "vae": "pythae VAE",
     "vaegan": "pythae VAEGAN",

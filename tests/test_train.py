@@ -458,23 +458,34 @@ def test_a_run_started_ignoring_ctrl_c_keeps_ignoring_it(tmp_path):
     assert "SIGINT" not in err.decode() and saved_step(out) >= at_sigint + 19  # lines: a header, then a step each
 
 
-def test_critic_every_steps_the_critics_one_step_in_k_and_resumes_from_a_skipped_step(tmp_path, photos):
-    """bavae train's default since issue 21, --critic-every 2: the critics' Adam steps 3 times in 6 steps while the
-    encoder/decoder's steps 6 times, and the critics are half as wide; a run stopped at step 3 (whose next step skips
-    the critics, so the resumed run has no critic logs yet) resumes to the weights of an uninterrupted run, and its
-    CSV gets the critics' columns once they step. --critic-steps above 1 alone turns the default back to 1."""
+def tiny_folder_args(photos: Path) -> list[str]:
+    """`bavae train` options for a tiny MLP run on the photos folder, with no samples or sampler to write."""
     args = ["--dataset", "folder", "--data-dir", str(photos), "--arch", "mlp", "--image-size", "28"]
-    args += ["--channels", "1", "--sample-every", "0", "--sampler-components", "0", *TINY_ARGS]
-    straight, cut = tmp_path / "straight", tmp_path / "cut"
-    run_train(*args, "--steps", "6", "--out", str(straight))
-    run_train(*args, "--steps", "3", "--out", str(cut))
-    run_train("--resume", str(cut), "--steps", "6")
-    with safe_open(str(straight / "training_state.safetensors"), framework="pt") as f:
+    return [*args, "--channels", "1", "--sample-every", "0", "--sampler-components", "0", *TINY_ARGS]
+
+
+def training_meta_and_adam_steps(out: Path) -> tuple[dict, dict[str, set[float]]]:
+    """A run's training-state JSON, and the step counts each optimiser's Adam holds (one set per optimiser)."""
+    with safe_open(str(out / "training_state.safetensors"), framework="pt") as f:
         meta = json.loads(f.metadata()["bavae_training_state"])
     adam_steps = {
         name: {v for k, v in meta[name]["scalars"].items() if k.endswith(".step")}
         for name in ("opt_critic", "opt_autoencoder")
     }
+    return meta, adam_steps
+
+
+def test_critic_every_steps_the_critics_one_step_in_k_and_resumes_from_a_skipped_step(tmp_path, photos):
+    """bavae train's default since issue 21, --critic-every 2: the critics' Adam steps 3 times in 6 steps while the
+    encoder/decoder's steps 6 times, and the critics are half as wide; a run stopped at step 3 (whose next step skips
+    the critics, so the resumed run has no critic logs yet) resumes to the weights of an uninterrupted run, and its
+    CSV gets the critics' columns once they step. --critic-steps above 1 alone turns the default back to 1."""
+    args = tiny_folder_args(photos)
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    run_train(*args, "--steps", "6", "--out", str(straight))
+    run_train(*args, "--steps", "3", "--out", str(cut))
+    run_train("--resume", str(cut), "--steps", "6")
+    meta, adam_steps = training_meta_and_adam_steps(straight)
     assert adam_steps == {"opt_critic": {3.0}, "opt_autoencoder": {6.0}}, adam_steps
     assert meta["train_config"]["critic_every"] == 2
     config = bavae.load(str(straight)).config
@@ -491,8 +502,7 @@ def test_critic_start_trains_an_autoencoder_first_and_resumes_across_the_start(t
     and a 3-step run's critics are still a 1-step run's (both the initial ones) while its encoder has moved on; a
     run cut inside the warm-up resumes to the weights of an uninterrupted one. A run saved before the option existed
     has no critic_start in its train_config.json and resumes with 0 (the dataclass default: the game from step 0)."""
-    args = ["--dataset", "folder", "--data-dir", str(photos), "--arch", "mlp", "--image-size", "28"]
-    args += ["--channels", "1", "--sample-every", "0", "--sampler-components", "0", *TINY_ARGS]
+    args = tiny_folder_args(photos)
     args += ["--critic-every", "1", "--critic-start", "3"]
     straight, cut, three, one = (tmp_path / name for name in ("straight", "cut", "three", "one"))
     run_train(*args, "--steps", "6", "--out", str(straight))
@@ -500,12 +510,7 @@ def test_critic_start_trains_an_autoencoder_first_and_resumes_across_the_start(t
     run_train("--resume", str(cut), "--steps", "6")
     run_train(*args, "--steps", "3", "--out", str(three))
     run_train(*args, "--steps", "1", "--out", str(one))
-    with safe_open(str(straight / "training_state.safetensors"), framework="pt") as f:
-        meta = json.loads(f.metadata()["bavae_training_state"])
-    adam_steps = {
-        name: {v for k, v in meta[name]["scalars"].items() if k.endswith(".step")}
-        for name in ("opt_critic", "opt_autoencoder")
-    }
+    meta, adam_steps = training_meta_and_adam_steps(straight)
     assert adam_steps == {"opt_critic": {3.0}, "opt_autoencoder": {6.0}}, adam_steps
     assert meta["train_config"]["critic_start"] == 3
     a, b = weights(three), weights(one)

@@ -139,12 +139,12 @@ RECIPES = {
                 ("code1", {"code": 1.0}),
             )
         },
-        # the prior path, on what the codes showed (method.md section 6): the shipped recipe's codes fill a set of
-        # about 9 dimensions of the 16, so prior draws fall between them; a latent the codes can fill
         # critics that start late (--critic-start), which won at 64 px: the shipped recipe after 500 autoencoder steps
         "bavae-c16e2-start500": Recipe(
             {"shared_critic_trunk": True, "critic_width": 16}, critic_every=2, critic_start=500
         ),
+        # the prior path, on what the codes showed (method.md section 6): the shipped recipe's codes fill a set of
+        # about 9 dimensions of the 16, so prior draws fall between them; a latent the codes can fill
         **{
             f"bavae-c16e2-latent{n}": Recipe(
                 {"shared_critic_trunk": True, "critic_width": 16, "latent_dim": n, "posterior_noise_dim": n},

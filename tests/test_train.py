@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 import bavae
 from bavae import train_cli
 from bavae.data import build_dataset
+from bavae.serialization import read_training_state
 
 TINY_ARGS = ["--width", "8", "--latent-dim", "4", "--posterior-noise-dim", "4", "--batch-size", "8", "--log-every", "1"]
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
@@ -66,8 +67,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 
 def saved_step(out: Path) -> int:
     """The step of the run's checkpoint (training_state.safetensors)."""
-    with safe_open(str(out / "training_state.safetensors"), framework="pt") as f:
-        return json.loads(f.metadata()["bavae_training_state"])["step"]
+    return read_training_state(out / "training_state.safetensors", tensors=False)[1]["step"]
 
 
 def csv_lines(out: Path) -> list[str]:
@@ -466,8 +466,7 @@ def tiny_folder_args(photos: Path) -> list[str]:
 
 def training_meta_and_adam_steps(out: Path) -> tuple[dict, dict[str, set[float]]]:
     """A run's training-state JSON, and the step counts each optimiser's Adam holds (one set per optimiser)."""
-    with safe_open(str(out / "training_state.safetensors"), framework="pt") as f:
-        meta = json.loads(f.metadata()["bavae_training_state"])
+    meta = read_training_state(out / "training_state.safetensors", tensors=False)[1]
     adam_steps = {
         name: {v for k, v in meta[name]["scalars"].items() if k.endswith(".step")}
         for name in ("opt_critic", "opt_autoencoder")

@@ -32,6 +32,7 @@ MAX_SAMPLER_CODES = 1_000_000  # the neighbour sampler's stored codes
 MAX_NEIGHBOURS = 64
 PRECISIONS = ("fp32", "bf16", "fp16")
 AUGMENTATIONS = ("none", "flip", "flip+shift")
+LR_DECAYS = ("none", "cosine")
 SEED_MAX = 2**32 - 1  # seeds reach numpy and scikit-learn too, which take 0 <= seed < 2**32
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
 # The bounds of the counts the commands and the API take alike, in one table: `bavae interpolate --steps` and
@@ -305,6 +306,14 @@ class TrainConfig:
     )  # at least 2: the information and marginal terms compare the images of a batch with each other
     lr: float = option(2e-4, "Encoder and decoder learning rate.")
     critic_lr: float = option(2e-4)
+    # nanoGPT's decay, without its warm-up (Adam's bias correction and the EMA's warm-up already ease the start): a
+    # GAN's iterates keep circling at a fixed rate, and a falling one lets them settle (docs/method.md, section 6).
+    lr_decay: str = option(
+        "none",
+        "cosine: both learning rates fall along a half cosine to a tenth of theirs at the last planned step "
+        "(--steps or --epochs; a --max-minutes stop keeps the plan); none: constant.",
+        choices=lambda: LR_DECAYS,
+    )
     beta1: float = option(0.5, cli=False)
     beta2: float = option(0.999, cli=False)
     critic_steps: int = option(1, "Critic updates per encoder/decoder update.", least=1)
@@ -409,6 +418,7 @@ class TrainConfig:
             raise ConfigError("objective_weights", f"must be a mapping of weight names to numbers, got {weights!r}", p)
         _check(self, "precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}", p)
         _check(self, "augment", lambda v: v in AUGMENTATIONS, f"one of {', '.join(AUGMENTATIONS)}", p)
+        _check(self, "lr_decay", lambda v: v in LR_DECAYS, f"one of {', '.join(LR_DECAYS)}", p)
         try:
             check_device(self.device)
         except InvalidValue:

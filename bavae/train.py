@@ -172,6 +172,18 @@ def sync_gradients(params: list, world: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the state
+def lr_factor(decay: str, step: int, planned_steps: int) -> float:
+    """``--lr-decay``'s factor on the learning rates at ``step`` of ``planned_steps``: 1 for none; for cosine, from 1
+    at step 0 along a half cosine to MIN_LR_FACTOR at the last step (nanoGPT's min_lr = lr / 10)."""
+    if decay == "none" or planned_steps <= 1:
+        return 1.0
+    progress = min(step / (planned_steps - 1), 1.0)
+    return MIN_LR_FACTOR + (1 - MIN_LR_FACTOR) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+MIN_LR_FACTOR = 0.1
+
+
 @dataclass
 class TrainState:
     """What a checkpoint holds and a divergence goes back to: the model, its EMA (what gets saved as the model),
@@ -190,10 +202,13 @@ class TrainState:
     def cpu_seconds(self) -> float:
         return self.cpu_before + time.process_time() - self.cpu_start
 
-    def set_lr(self, cfg: TrainConfig) -> None:
+    def set_lr(self, cfg: TrainConfig, planned_steps: int) -> None:
+        """Both learning rates at this step: the configured ones, times the divergence guard's scale and
+        ``--lr-decay``'s factor (a function of the step alone, so a resumed run replays it)."""
+        scale = self.lr_scale * lr_factor(cfg.lr_decay, self.step, planned_steps)
         for opt, lr in ((self.opt_critic, cfg.critic_lr), (self.opt_autoencoder, cfg.lr)):
             for group in opt.param_groups:
-                group["lr"] = lr * self.lr_scale
+                group["lr"] = lr * scale
 
     def save(self, path: Path, cfg: TrainConfig, device: torch.device) -> None:
         """One safetensors file holds every tensor (and the RNG); the JSON state rides in its metadata, so one
@@ -243,7 +258,9 @@ def checkpoint(state: TrainState, out: Path, cfg: TrainConfig, device: torch.dev
         dist.barrier()
 
 
-def recover(state: TrainState, out: Path, cfg: TrainConfig, device: torch.device, why: str) -> TrainState:
+def recover(
+    state: TrainState, out: Path, cfg: TrainConfig, device: torch.device, why: str, planned_steps: int
+) -> TrainState:
     """The divergence guard: back to the last checkpoint at half the learning rate, or give up after
     ``max_recoveries``."""
     count, scale_before = state.recoveries + 1, state.lr_scale
@@ -254,7 +271,7 @@ def recover(state: TrainState, out: Path, cfg: TrainConfig, device: torch.device
         )
     state.restore(*read_training_state(out / STATE_NAME), device)
     state.recoveries, state.lr_scale = count, min(state.lr_scale, scale_before) * 0.5
-    state.set_lr(cfg)
+    state.set_lr(cfg, planned_steps)
     return state
 
 
@@ -435,6 +452,7 @@ def train(cfg: TrainConfig) -> Path:
         raise TrainingError(not_one_batch(len(dataset), cfg.batch_size, world, "add images"))
     # a step takes critic_steps batches (the encoder/decoder reuse the last one)
     total_steps = math.ceil(cfg.epochs * batches_per_epoch / cfg.critic_steps) if cfg.epochs else cfg.steps
+    planned_steps = total_steps  # total_steps falls to the step a --max-minutes stop saves; --lr-decay keeps this
     if resuming:  # (bavae train has checked a run of --steps; one of --epochs needed the data)
         check_unfinished(out, meta["step"], total_steps, cfg, str(out))
 
@@ -473,7 +491,7 @@ def train(cfg: TrainConfig) -> Path:
     log = MetricsLog(out, state.step, enabled=master)
     if not resuming:
         checkpoint(state, out, cfg, device, master, ddp)  # step 0: the divergence guard has a state to go back to
-    state.set_lr(cfg)
+    state.set_lr(cfg, planned_steps)
 
     # ---- the loop ----
     sync = partial(sync_gradients, world=world) if ddp else None
@@ -486,6 +504,8 @@ def train(cfg: TrainConfig) -> Path:
         while state.step < total_steps:
             xs = [next(data_iter) for _ in range(cfg.critic_steps)]
             warmup = state.step < cfg.critic_start
+            if cfg.lr_decay != "none":
+                state.set_lr(cfg, planned_steps)
             update_critics = state.step % cfg.critic_every == 0
             critic, ae, critic_loss, ae_loss = game_step(
                 model,
@@ -504,7 +524,7 @@ def train(cfg: TrainConfig) -> Path:
             bad, out_of_time = step_flags(cfg, last_critic_loss, ae_loss, scalars, t0, device, ddp, stop)
             if bad:  # every rank takes this branch together (step_flags agrees them)
                 why = diverged(state.step, last_critic_loss, ae_loss, scalars)
-                state = recover(state, out, cfg, device, why)
+                state = recover(state, out, cfg, device, why, planned_steps)
                 data_iter = batches(dataset, cfg, state.step, rank, world, device)
                 if master:
                     progress.write(
@@ -536,6 +556,7 @@ def train(cfg: TrainConfig) -> Path:
             if step % cfg.log_every == 0 or step == total_steps:
                 scalars["images_per_s"] = images_seen / (time.perf_counter() - t0)
                 scalars["lr_scale"], scalars["recoveries"] = state.lr_scale, state.recoveries
+                scalars["lr"] = state.opt_autoencoder.param_groups[0]["lr"]
                 scalars["cpu_minutes"] = state.cpu_seconds() / 60  # of training so far, across resumptions
                 progress.set_postfix(
                     {k: f"{scalars[name]:{fmt}}" for k, (name, fmt) in POSTFIX.items() if name in scalars}

@@ -256,6 +256,7 @@ CASES: list[Case] = [
     train("--lr -1", "--lr -1", r"--lr.*-1"),
     train("--lr nan", "--lr nan", r"--lr.*nan"),
     train("--critic-lr inf", "--critic-lr inf", r"--critic-lr.*inf"),
+    train("--lr-decay linear", "--lr-decay linear", all_of("--lr-decay", "linear", "cosine")),
     train("--limit -5", "--limit -5", r"--limit.*-5"),
     train("--limit 0", "--limit 0", r"--limit.*0"),
     train("--width 0", "--width 0", r"width.*0"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import shutil
 import signal
@@ -339,6 +341,8 @@ def test_flip_shift_augmentation_moves_each_picture_within_a_sixteenth_and_repla
 
 
 def test_kill_9_then_resume_continues_and_is_bit_identical(tmp_path):
+    """kill -9 mid-run, then --resume: bit-identical to an uninterrupted run, with --lr-decay cosine on, whose
+    learning rate is a function of the step (from --lr at step 1 down to a tenth at the last, along a half cosine)."""
     args = [
         "--dataset",
         "folder",
@@ -358,10 +362,16 @@ def test_kill_9_then_resume_continues_and_is_bit_identical(tmp_path):
         "0",
         "--sampler-components",
         "1",
+        "--lr-decay",
+        "cosine",
         *TINY_ARGS,
     ]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     run_train(*args, "--out", str(straight))
+    with open(straight / "metrics.csv", newline="") as f:
+        lrs = [float(row["lr"]) for row in csv.DictReader(f)]
+    half_cosine = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / 79)) for s in range(80)]  # of step s+1's update
+    assert lrs == pytest.approx([2e-4 * f for f in half_cosine], rel=1e-5), lrs
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "bavae.train", *args, "--out", str(killed)],

@@ -556,7 +556,10 @@ def train(cfg: TrainConfig) -> Path:
             if step % cfg.log_every == 0 or step == total_steps:
                 scalars["images_per_s"] = images_seen / (time.perf_counter() - t0)
                 scalars["lr_scale"], scalars["recoveries"] = state.lr_scale, state.recoveries
-                scalars["lr"] = state.opt_autoencoder.param_groups[0]["lr"]
+                if (
+                    cfg.lr_decay != "none"
+                ):  # (a constant rate is train_config.json's; old runs' CSVs keep their columns)
+                    scalars["lr"] = state.opt_autoencoder.param_groups[0]["lr"]
                 scalars["cpu_minutes"] = state.cpu_seconds() / 60  # of training so far, across resumptions
                 progress.set_postfix(
                     {k: f"{scalars[name]:{fmt}}" for k, (name, fmt) in POSTFIX.items() if name in scalars}

@@ -51,14 +51,22 @@ def fashion_mnist_dir():
     return require_fashion_mnist()
 
 
-# `make test` runs two pytest-xdist workers with --dist loadgroup. Most files keep their tests together on one worker
+# `make test` runs two pytest-xdist workers with --dist loadfile. Most files keep their tests together on one worker
 # (their module fixtures, such as the bad-input table or a Hub server, are then built once); the two files whose
 # long tests share only cheap fixtures are spread test by test, so that neither worker waits on one long file.
+# (xdist's loadgroup marks do nothing under pytest 9, which no longer reads the node id xdist rewrites: every file
+# was spread and the bad-input table built twice. xdist's scheduler hook is its public way to say what goes together.)
 SPREAD_BY_TEST = {"test_train.py", "test_export.py"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.path.name not in SPREAD_BY_TEST:
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesExceptTheLongOnes(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return nodeid if path.rsplit("/", 1)[-1] in SPREAD_BY_TEST else path
+
+    return FilesExceptTheLongOnes(config, log)

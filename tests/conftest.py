@@ -59,6 +59,7 @@ def fashion_mnist_dir():
 SPREAD_BY_TEST = {"test_train.py", "test_export.py"}
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: a run without it (-p no:xdist) does not know it
 def pytest_xdist_make_scheduler(config, log):
     if config.getvalue("dist") != "loadfile":
         return None

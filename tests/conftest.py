@@ -55,7 +55,8 @@ def fashion_mnist_dir():
 # (their module fixtures, such as the bad-input table or a Hub server, are then built once); the two files whose
 # long tests share only cheap fixtures are spread test by test, so that neither worker waits on one long file.
 # (xdist's loadgroup marks do nothing under pytest 9, which no longer reads the node id xdist rewrites: every file
-# was spread and the bad-input table built twice. xdist's scheduler hook is its public way to say what goes together.)
+# was spread and the bad-input table built twice: pytest-dev/pytest-xdist#1386, open. xdist's scheduler hook is its
+# public way to say what goes together.)
 SPREAD_BY_TEST = {"test_train.py", "test_export.py"}
 
 

@@ -23,10 +23,9 @@ demo: install
 	@echo "wrote grid.png (64 samples of the bundled default model)"
 
 # Two workers (pytest-xdist) for the 2 cores: a file's tests together, but for the long files tests/conftest.py
-# spreads test by test; in the files' order, so the long one-test files start early, not last; then the timing
-# tests alone, on a quiet machine, since they compare wall times.
+# spreads test by test; then the timing tests alone, on a quiet machine, since they compare wall times.
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=10 -m "not timing" tests
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=10 -m "not timing" tests
 	$(PY) -m pytest -q -p no:cacheprovider -m timing tests
 
 # The same checks tests/test_layers.py runs inside `make test`, on their own and quicker.

@@ -172,6 +172,9 @@ def sync_gradients(params: list, world: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the state
+MIN_LR_FACTOR = 0.1
+
+
 def lr_factor(decay: str, step: int, planned_steps: int) -> float:
     """``--lr-decay``'s factor on the learning rates at ``step`` of ``planned_steps``: 1 for none; for cosine, from 1
     at step 0 along a half cosine to MIN_LR_FACTOR at the last step (nanoGPT's min_lr = lr / 10)."""
@@ -179,9 +182,6 @@ def lr_factor(decay: str, step: int, planned_steps: int) -> float:
         return 1.0
     progress = min(step / (planned_steps - 1), 1.0)
     return MIN_LR_FACTOR + (1 - MIN_LR_FACTOR) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-MIN_LR_FACTOR = 0.1
 
 
 @dataclass
@@ -258,11 +258,9 @@ def checkpoint(state: TrainState, out: Path, cfg: TrainConfig, device: torch.dev
         dist.barrier()
 
 
-def recover(
-    state: TrainState, out: Path, cfg: TrainConfig, device: torch.device, why: str, planned_steps: int
-) -> TrainState:
-    """The divergence guard: back to the last checkpoint at half the learning rate, or give up after
-    ``max_recoveries``."""
+def recover(state: TrainState, out: Path, cfg: TrainConfig, device: torch.device, why: str) -> TrainState:
+    """The divergence guard: back to the last checkpoint at half the learning rate (the loop sets it, from
+    ``lr_scale``, before the next step), or give up after ``max_recoveries``."""
     count, scale_before = state.recoveries + 1, state.lr_scale
     if count > cfg.max_recoveries:
         raise TrainingError(
@@ -271,7 +269,6 @@ def recover(
         )
     state.restore(*read_training_state(out / STATE_NAME), device)
     state.recoveries, state.lr_scale = count, min(state.lr_scale, scale_before) * 0.5
-    state.set_lr(cfg, planned_steps)
     return state
 
 
@@ -491,7 +488,6 @@ def train(cfg: TrainConfig) -> Path:
     log = MetricsLog(out, state.step, enabled=master)
     if not resuming:
         checkpoint(state, out, cfg, device, master, ddp)  # step 0: the divergence guard has a state to go back to
-    state.set_lr(cfg, planned_steps)
 
     # ---- the loop ----
     sync = partial(sync_gradients, world=world) if ddp else None
@@ -504,8 +500,7 @@ def train(cfg: TrainConfig) -> Path:
         while state.step < total_steps:
             xs = [next(data_iter) for _ in range(cfg.critic_steps)]
             warmup = state.step < cfg.critic_start
-            if cfg.lr_decay != "none":
-                state.set_lr(cfg, planned_steps)
+            state.set_lr(cfg, planned_steps)  # the one place the rates are set: decay, and a recovery's halving
             update_critics = state.step % cfg.critic_every == 0
             critic, ae, critic_loss, ae_loss = game_step(
                 model,
@@ -524,7 +519,7 @@ def train(cfg: TrainConfig) -> Path:
             bad, out_of_time = step_flags(cfg, last_critic_loss, ae_loss, scalars, t0, device, ddp, stop)
             if bad:  # every rank takes this branch together (step_flags agrees them)
                 why = diverged(state.step, last_critic_loss, ae_loss, scalars)
-                state = recover(state, out, cfg, device, why, planned_steps)
+                state = recover(state, out, cfg, device, why)
                 data_iter = batches(dataset, cfg, state.step, rank, world, device)
                 if master:
                     progress.write(
@@ -556,9 +551,8 @@ def train(cfg: TrainConfig) -> Path:
             if step % cfg.log_every == 0 or step == total_steps:
                 scalars["images_per_s"] = images_seen / (time.perf_counter() - t0)
                 scalars["lr_scale"], scalars["recoveries"] = state.lr_scale, state.recoveries
-                if (
-                    cfg.lr_decay != "none"
-                ):  # (a constant rate is train_config.json's; old runs' CSVs keep their columns)
+                # (a constant rate is train_config.json's; old runs' CSVs keep their columns)
+                if cfg.lr_decay != "none":
                     scalars["lr"] = state.opt_autoencoder.param_groups[0]["lr"]
                 scalars["cpu_minutes"] = state.cpu_seconds() / 60  # of training so far, across resumptions
                 progress.set_postfix(

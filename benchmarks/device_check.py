@@ -120,6 +120,8 @@ def main() -> None:
     # 1. environment
     import torch
 
+    from bavae.train import cpu_has_fast_bf16
+
     results["environment"] = {
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
@@ -175,12 +177,15 @@ def main() -> None:
             test_log,
         )
     runs = [r for r in args.recipes.split(",") if r] if "train" not in skip else []
+    # A CPU without native bf16 emulates it, 10-20x slower than fp32: the dry run's steps check the code path, so they
+    # run in fp32 there (the speed phase above still takes a bf16 step of each recipe that has one).
+    dry_precision = ["--precision", "fp32"] if dry and not cpu_has_fast_bf16() else []
     for name in runs:
         recipe = list(RECIPES[name])
         if name == "emoji64":
             recipe += ["--data-dir", str(Path(args.emoji_dir).resolve())]
         budget = (
-            ["--steps", "3", "--limit", "128", "--batch-size", "16"]
+            ["--steps", "3", "--limit", "128", "--batch-size", "16", *dry_precision]
             if dry
             else ["--steps", "1000000", "--max-minutes", str(args.minutes)]
         )

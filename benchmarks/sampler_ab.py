@@ -41,8 +41,8 @@ def main() -> None:
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--n", type=int, default=10000, help="samples per path (and test pictures, at most)")
-    p.add_argument("--components", type=int, default=50)
-    p.add_argument("--neighbours", default="1,3,10", help="neighbour counts to try")
+    p.add_argument("--components", default="50", help="mixture sizes to try (each capped by the codes' count)")
+    p.add_argument("--neighbours", default="1,3,10", help="neighbour counts to try ('' for none)")
     p.add_argument("--out", default=None, help="a JSON file for the results")
     args = p.parse_args()
     torch.manual_seed(0)
@@ -69,14 +69,12 @@ def main() -> None:
 
     test_nearest = nearest_train(test_f).median().item()
     n, draw = args.n, torch.Generator().manual_seed(1)
-    components = min(args.components, supported_components(*codes.shape))
-    paths = {
-        "prior": lambda: model.prior_sample(n, generator=draw),
-        f"gmm, {components} components": lambda: (
-            GaussianMixtureSampler.fit(codes, components, seed=0).sample(n, generator=draw).float()
-        ),
-    }
-    for k in (int(v) for v in args.neighbours.split(",")):
+    paths = {"prior": lambda: model.prior_sample(n, generator=draw)}
+    for k in sorted({min(int(v), supported_components(*codes.shape)) for v in args.components.split(",")}):
+        paths[f"gmm, {k} components"] = lambda k=k: (
+            GaussianMixtureSampler.fit(codes, k, seed=0).sample(n, generator=draw).float()
+        )
+    for k in (int(v) for v in args.neighbours.split(",") if v):
         paths[f"neighbours, k = {k}"] = lambda k=k: NeighbourSampler.fit(codes, k).sample(n, generator=draw)
     paths["training codes (copies)"] = lambda: codes[torch.randint(len(codes), (n,), generator=draw)]
     results = {"model": args.model, "dataset": args.dataset, "n_samples": n, "n_codes": len(codes), "paths": {}}

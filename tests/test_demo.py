@@ -247,10 +247,10 @@ def test_page_pieces_without_a_browser(tmp_path):
         demo.interpolate(m, str(picture(tmp_path / "a.png", (30, 30))), None, 5, 0)
     assert demo.interpolate(m, None, None, 5, 0).size == demo.grid_size(5, 5, 32)
     vectors, stds = demo.directions(m)
-    assert vectors.shape == (demo.N_DIRECTIONS, 16) and (stds[:-1] >= stds[1:]).all()
+    assert vectors.shape == (demo.N_DIRECTIONS, m.config.latent_dim) and (stds[:-1] >= stds[1:]).all()
     assert np.allclose((vectors @ vectors.T).numpy(), np.eye(demo.N_DIRECTIONS), atol=1e-4)
     z, k = demo.centre(m, "component", 0, 3, None)
-    assert k == 3 and len(z) == 16
+    assert k == 3 and len(z) == m.config.latent_dim
     with pytest.raises(gr.Error, match="components 0 to 49"):
         demo.centre(m, "component", 0, 50, None)
     with pytest.raises(gr.Error, match="unknown model"):

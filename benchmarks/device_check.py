@@ -185,12 +185,13 @@ def main() -> None:
         if name == "emoji64":
             recipe += ["--data-dir", str(Path(args.emoji_dir).resolve())]
         budget = (
-            ["--steps", "3", "--limit", "128", "--batch-size", "16", *dry_precision]
+            ["--steps", "3", "--limit", "128", "--batch-size", "16"]
             if dry
             else ["--steps", "1000000", "--max-minutes", str(args.minutes)]
         )
         log = work / f"train-{name}.log"
-        cmd = [py, "-m", "bavae.train", *recipe, *COMMON, "--device", device, *budget, "--out", str(work / name)]
+        cmd = [py, "-m", "bavae.train", *recipe, *COMMON, *dry_precision, "--device", device, *budget]
+        cmd += ["--out", str(work / name)]
         procs[name] = (
             subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=open(log, "w"), stderr=subprocess.STDOUT),
             log,

@@ -70,7 +70,8 @@ def main() -> None:
     test_nearest = nearest_train(test_f).median().item()
     n, draw = args.n, torch.Generator().manual_seed(1)
     paths = {"prior": lambda: model.prior_sample(n, generator=draw)}
-    for k in sorted({min(int(v), supported_components(*codes.shape)) for v in args.components.split(",")}):
+    most = supported_components(*codes.shape)
+    for k in sorted({min(int(v), most) for v in args.components.split(",")}):
         paths[f"gmm, {k} components"] = lambda k=k: (
             GaussianMixtureSampler.fit(codes, k, seed=0).sample(n, generator=draw).float()
         )

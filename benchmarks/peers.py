@@ -152,6 +152,17 @@ RECIPES = {
             )
             for n in LATENT_SIZES
         },
+        # latent 10's prior path with its reconstructions pulled back toward latent 16's: a 3x pixel anchor
+        "bavae-c16e2-latent10-pixel3": Recipe(
+            {
+                "shared_critic_trunk": True,
+                "critic_width": 16,
+                "latent_dim": 10,
+                "posterior_noise_dim": 10,
+                "objective_weights": {"pixel": 3.0},
+            },
+            critic_every=2,
+        ),
     },
     "emoji": {
         # bavae-emoji64's (and bavae-celeba64's) recipe before the A/B; each variant below changes one thing
@@ -559,6 +570,7 @@ NAMES = {
     "bavae-c16e2-code1": "bavae shipped, code critic weight 1",
     "bavae-c16e2-start500": "bavae shipped, critics from step 500",
     **{f"bavae-c16e2-latent{n}": f"bavae shipped, latent {n}" for n in LATENT_SIZES},
+    "bavae-c16e2-latent10-pixel3": "bavae shipped, latent 10, pixel weight 3",
     "vae": "pythae VAE",
     "vaegan": "pythae VAEGAN",
     "aae": "pythae AAE",

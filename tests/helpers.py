@@ -7,10 +7,13 @@ function would live here only, so that a rename there is a one-line fix here.
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -155,15 +158,56 @@ def clean_env(hf_home: str | os.PathLike | None = None, **extra: Any) -> dict[st
 def run(
     *cmd: Any, env: dict[str, str] | None = None, cwd: Any = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
-    """Run a command (``cmd[0]`` may be ``sys.executable`` or a script) and capture its text output."""
-    return subprocess.run(
-        [str(c) for c in cmd],
-        env=env if env is not None else clean_env(),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """Run a command (``cmd[0]`` may be ``sys.executable`` or a script) and capture its text output.
+
+    ``python -m bavae...`` is forked from a warm interpreter (tests/warm_python.py: torch already imported), a real
+    process all the same; ``TESTS_COLD_PYTHON=1`` in the shell starts a fresh interpreter for each instead."""
+    argv = [str(c) for c in cmd]
+    env = env if env is not None else clean_env()
+    if argv[:2] == [sys.executable, "-m"] and argv[2].split(".")[0] == "bavae" and not COLD:
+        return _warm.run(argv, env, os.fspath(cwd) if cwd is not None else os.getcwd(), timeout)
+    return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+COLD = bool(os.environ.get("TESTS_COLD_PYTHON"))  # a fresh interpreter for every child, as before
+
+
+class WarmPython:
+    """One tests/warm_python.py server per test process, started on first use."""
+
+    def __init__(self) -> None:
+        self.server: subprocess.Popen | None = None
+        self.folder = Path(tempfile.mkdtemp(prefix="bavae-tests-warm-"))
+
+    def start(self) -> subprocess.Popen:
+        if self.server is None or self.server.poll() is not None:
+            self.server = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("warm_python.py"))],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=clean_env(),
+                text=True,
+            )
+            assert json.loads(self.server.stdout.readline()) == {"ready": True}, "tests/warm_python.py did not start"
+            atexit.register(self.server.stdin.close)
+        return self.server
+
+    def run(self, argv: list[str], env: dict[str, str], cwd: str, timeout: float) -> subprocess.CompletedProcess:
+        server = self.start()
+        out, err = self.folder / "stdout", self.folder / "stderr"
+        request = dict(module=argv[2], args=argv[3:], env=env, cwd=cwd, stdout=str(out), stderr=str(err))
+        server.stdin.write(json.dumps({**request, "timeout": timeout}) + "\n")
+        server.stdin.flush()
+        answer = server.stdout.readline()
+        assert answer, "tests/warm_python.py stopped"
+        reply = json.loads(answer)
+        stdout, stderr = (f.read_text(errors="replace") for f in (out, err))
+        if reply["timed_out"]:
+            raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
+        return subprocess.CompletedProcess(argv, reply["returncode"], stdout, stderr)
+
+
+_warm = WarmPython()
 
 
 def bavae_cli(*args: Any, **kw: Any) -> subprocess.CompletedProcess:

@@ -134,8 +134,10 @@ def test_sample_seed_is_a_torch_generator_seed(env, gray, tmp_path):
 
     model = zoo.load(gray, device="cpu")
     s0, s1 = sample("--seed", 0), sample("--seed", 1)
-    assert torch.equal(s0, model.sample(6, generator=torch.Generator().manual_seed(0)))
-    assert torch.equal(s1, model.sample(6, generator=torch.Generator().manual_seed(1)))
+    # the same draws; the last bit may differ, since this process and the CLI's may run convolutions on different
+    # thread counts (the CLI's children run on one)
+    torch.testing.assert_close(s0, model.sample(6, generator=torch.Generator().manual_seed(0)), rtol=0, atol=1e-6)
+    torch.testing.assert_close(s1, model.sample(6, generator=torch.Generator().manual_seed(1)), rtol=0, atol=1e-6)
     assert not torch.equal(s0, s1)
     unseeded = sample()  # no --seed: fresh noise, not a fixed seed's
     assert not torch.equal(unseeded, s0) and not torch.equal(unseeded, s1)

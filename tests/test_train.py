@@ -621,23 +621,6 @@ def test_a_run_saved_by_the_code_before_the_renovation_resumes(tmp_path, fashion
 
 
 # ------------------------------------------------------------------------------------------------ errors, guard
-def test_bad_options_exit_2_with_one_line(tmp_path):
-    cases = [
-        ["--dataset", "imagenet"],
-        ["--dataset", "folder", "--data-dir", str(tmp_path / "missing")],
-        ["--dataset", "fashion-mnist", "--arch", "dcgan", "--image-size", "28"],
-        ["--dataset", "fashion-mnist", "--arch", "transformer"],
-        ["--resume", str(tmp_path)],
-        ["--dataset", "fashion-mnist", "--critic-every", "2", "--critic-steps", "2"],
-    ]
-    (tmp_path / "empty").mkdir()
-    cases.append(
-        ["--dataset", "folder", "--data-dir", str(tmp_path / "empty"), "--steps", "1", "--out", str(tmp_path / "o")]
-    )
-    for args in cases:
-        assert_one_line_error(run_train(*args, check=False), code=2)
-
-
 def test_divergence_guard_restores_then_gives_up(tmp_path, photos):
     """An absurd threshold makes every step 'diverge': the guard restores, halves the lr, then stops clearly."""
     out = tmp_path / "div"

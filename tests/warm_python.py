@@ -1,0 +1,128 @@
+"""A warm interpreter for the tests' ``python -m bavae ...`` children: torch imported once, then one fork per command.
+
+Every CLI test runs the real entry point in its own process, and most of such a process's time went to importing
+torch (and torch._dynamo, which torch.optim imports on first use, and torchvision): 4-7 s of a 5-8 s child on the
+2-core CI machine, a few hundred CPU-seconds over the suite. This server imports those libraries and nothing that
+reads the environment at import time (not huggingface_hub, not bavae), then, for each request, forks a child that
+takes the request's environment, working folder, argv and standard streams and runs the module as ``python -m``
+would (``runpy``, ``__main__``, atexit handlers, the exit status). The child is a real process: its own pid, session,
+files and exit code, so what the tests assert about exit codes, stderr and files written is what a user's shell sees.
+Tests about signals and about the console script itself start a fresh interpreter (subprocess.Popen), as before.
+
+Protocol: one JSON request per line on stdin ({"module", "args", "env", "cwd", "stdout", "stderr", "timeout"}), one
+JSON answer per line on stdout ({"returncode", "timed_out"}). ``TESTS_COLD_PYTHON=1`` in the shell turns it off
+(helpers.run).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import io
+import json
+import os
+import runpy
+import signal
+import sys
+import time
+import traceback
+
+
+def preload() -> None:
+    # Libraries whose import is slow and reads no setting a test changes. OMP_NUM_THREADS is read when the OpenMP
+    # runtime loads, so the server starts with the tests' value (1) and a child asking for another sets it itself.
+    import numpy  # noqa: F401
+    import PIL.Image  # noqa: F401
+    import safetensors.torch  # noqa: F401
+    import torch
+    import torch._dynamo  # noqa: F401  (torch.optim imports it on an optimizer's first param group: ~2 s)
+    import torchvision  # noqa: F401
+    import tqdm  # noqa: F401
+
+    assert torch.get_num_threads() >= 1
+
+
+def child(req: dict) -> None:
+    """In the forked process: become ``python -m MODULE ARGS`` in the request's folder and environment."""
+    os.setsid()
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(os.open(req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
+    os.dup2(os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+    unbuffered = bool(req["env"].get("PYTHONUNBUFFERED"))
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+    sys.stdout = io.TextIOWrapper(
+        io.FileIO(1, "w", closefd=False), encoding="utf-8", line_buffering=True, write_through=unbuffered
+    )
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace", line_buffering=True
+    )
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    import torch
+
+    threads = req["env"].get("OMP_NUM_THREADS")
+    if threads and threads.isdigit() and int(threads) != torch.get_num_threads():
+        torch.set_num_threads(int(threads))
+    sys.path[0] = os.getcwd()  # `python -m` puts the working folder first
+    sys.argv = [req["module"], *req["args"]]
+    code: int = 0
+    try:
+        runpy.run_module(req["module"], run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        if e.code is None:
+            code = 0
+        elif isinstance(e.code, int):
+            code = e.code
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        code = 130
+    except BaseException:  # noqa: BLE001 - as the interpreter does: the traceback on stderr, status 1
+        traceback.print_exc()
+        code = 1
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()  # what the interpreter runs on exit and os._exit skips
+    with contextlib.suppress(BaseException):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code & 0xFF)
+
+
+def wait(pid: int, timeout: float) -> tuple[int, bool]:
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status), False
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            return os.waitstatus_to_exitcode(status), True
+        time.sleep(0.01)
+
+
+def serve() -> None:
+    preload()
+    answers = sys.stdout
+    answers.write(json.dumps({"ready": True}) + "\n")
+    answers.flush()
+    for line in sys.stdin:
+        req = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            child(req)
+        returncode, timed_out = wait(pid, req["timeout"])
+        answers.write(json.dumps({"returncode": returncode, "timed_out": timed_out}) + "\n")
+        answers.flush()
+
+
+if __name__ == "__main__":
+    serve()

@@ -160,12 +160,16 @@ def run(
 ) -> subprocess.CompletedProcess:
     """Run a command (``cmd[0]`` may be ``sys.executable`` or a script) and capture its text output.
 
-    ``python -m bavae...`` is forked from a warm interpreter (tests/warm_python.py: torch already imported), a real
+    ``python -m bavae...`` and ``python script.py`` are forked from a warm interpreter (tests/warm_python.py: torch already imported), a real
     process all the same; ``TESTS_COLD_PYTHON=1`` in the shell starts a fresh interpreter for each instead."""
     argv = [str(c) for c in cmd]
     env = env if env is not None else clean_env()
-    if argv[:2] == [sys.executable, "-m"] and argv[2].split(".")[0] == "bavae" and not COLD:
-        return _warm.run(argv, env, os.fspath(cwd) if cwd is not None else os.getcwd(), timeout)
+    if argv[0] == sys.executable and not COLD:
+        folder = os.fspath(cwd) if cwd is not None else os.getcwd()
+        if argv[1] == "-m" and argv[2].split(".")[0] == "bavae":
+            return _warm.run(argv, dict(module=argv[2], args=argv[3:]), env, folder, timeout)
+        if argv[1].endswith(".py") and Path(folder, argv[1]).is_file():  # an example or benchmark script
+            return _warm.run(argv, dict(script=argv[1], args=argv[2:]), env, folder, timeout)
     return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -192,10 +196,12 @@ class WarmPython:
             atexit.register(self.server.stdin.close)
         return self.server
 
-    def run(self, argv: list[str], env: dict[str, str], cwd: str, timeout: float) -> subprocess.CompletedProcess:
+    def run(
+        self, argv: list[str], what: dict, env: dict[str, str], cwd: str, timeout: float
+    ) -> subprocess.CompletedProcess:
         server = self.start()
         out, err = self.folder / "stdout", self.folder / "stderr"
-        request = dict(module=argv[2], args=argv[3:], env=env, cwd=cwd, stdout=str(out), stderr=str(err))
+        request = dict(**what, env=env, cwd=cwd, stdout=str(out), stderr=str(err))
         server.stdin.write(json.dumps({**request, "timeout": timeout}) + "\n")
         server.stdin.flush()
         answer = server.stdout.readline()

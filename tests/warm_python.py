@@ -1,15 +1,15 @@
-"""A warm interpreter for the tests' ``python -m bavae ...`` children: torch imported once, then one fork per command.
+"""A warm interpreter for the tests' ``python -m bavae ...`` and ``python script.py`` children: torch imported once, then one fork per command.
 
 Every CLI test runs the real entry point in its own process, and most of such a process's time went to importing
 torch (and torch._dynamo, which torch.optim imports on first use, and torchvision): 4-7 s of a 5-8 s child on the
 2-core CI machine, a few hundred CPU-seconds over the suite. This server imports those libraries and nothing that
 reads the environment at import time (not huggingface_hub, not bavae), then, for each request, forks a child that
-takes the request's environment, working folder, argv and standard streams and runs the module as ``python -m``
-would (``runpy``, ``__main__``, atexit handlers, the exit status). The child is a real process: its own pid, session,
+takes the request's environment, working folder, argv and standard streams and runs the module or script as
+``python -m`` or ``python script.py`` would (``runpy``, ``__main__``, atexit handlers, the exit status). The child is a real process: its own pid, session,
 files and exit code, so what the tests assert about exit codes, stderr and files written is what a user's shell sees.
 Tests about signals and about the console script itself start a fresh interpreter (subprocess.Popen), as before.
 
-Protocol: one JSON request per line on stdin ({"module", "args", "env", "cwd", "stdout", "stderr", "timeout"}), one
+Protocol: one JSON request per line on stdin ({"module" or "script", "args", "env", "cwd", "stdout", "stderr", "timeout"}), one
 JSON answer per line on stdout ({"returncode", "timed_out"}). ``TESTS_COLD_PYTHON=1`` in the shell turns it off
 (helpers.run).
 """
@@ -66,11 +66,16 @@ def child(req: dict) -> None:
     threads = req["env"].get("OMP_NUM_THREADS")
     if threads and threads.isdigit() and int(threads) != torch.get_num_threads():
         torch.set_num_threads(int(threads))
-    sys.path[0] = os.getcwd()  # `python -m` puts the working folder first
-    sys.argv = [req["module"], *req["args"]]
+    script = req.get("script")
+    # `python -m` puts the working folder first on the path, `python script.py` the script's folder
+    sys.path[0] = os.path.dirname(os.path.abspath(script)) if script else os.getcwd()
+    sys.argv = [script or req["module"], *req["args"]]
     code: int = 0
     try:
-        runpy.run_module(req["module"], run_name="__main__", alter_sys=True)
+        if script:
+            runpy.run_path(script, run_name="__main__")
+        else:
+            runpy.run_module(req["module"], run_name="__main__", alter_sys=True)
     except SystemExit as e:
         if e.code is None:
             code = 0

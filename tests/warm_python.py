@@ -1,4 +1,5 @@
-"""A warm interpreter for the tests' ``python -m bavae ...`` and ``python script.py`` children: torch imported once, then one fork per command.
+"""A warm interpreter for the tests' ``python -m bavae ...`` and ``python script.py`` children: torch imported
+once, then one fork per command.
 
 Every CLI test runs the real entry point in its own process, and most of such a process's time went to importing
 torch (and torch._dynamo, which torch.optim imports on first use, and torchvision): 4-7 s of a 5-8 s child on the
@@ -37,7 +38,6 @@ def preload() -> None:
     import torch
     import torch._dynamo  # noqa: F401  (torch.optim imports it on an optimizer's first param group: ~2 s)
     import torchvision  # noqa: F401
-    import tqdm  # noqa: F401
 
     assert torch.get_num_threads() >= 1
 

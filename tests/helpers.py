@@ -8,6 +8,7 @@ function would live here only, so that a rename there is a one-line fix here.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import signal
@@ -156,15 +157,16 @@ def clean_env(hf_home: str | os.PathLike | None = None, **extra: Any) -> dict[st
 
 
 def run(
-    *cmd: Any, env: dict[str, str] | None = None, cwd: Any = None, timeout: float = 300
+    *cmd: Any, env: dict[str, str] | None = None, cwd: Any = None, timeout: float = 300, warm: bool = True
 ) -> subprocess.CompletedProcess:
     """Run a command (``cmd[0]`` may be ``sys.executable`` or a script) and capture its text output.
 
     ``python -m bavae...`` and ``python script.py`` are forked from a warm interpreter (tests/warm_python.py: torch already imported), a real
-    process all the same; ``TESTS_COLD_PYTHON=1`` in the shell starts a fresh interpreter for each instead."""
+    process all the same; ``warm=False`` (a test that times a cold start) or ``TESTS_COLD_PYTHON=1`` in the shell
+    starts a fresh interpreter instead."""
     argv = [str(c) for c in cmd]
     env = env if env is not None else clean_env()
-    if argv[0] == sys.executable and not COLD:
+    if argv[0] == sys.executable and len(argv) > 2 and warm and not COLD:
         folder = os.fspath(cwd) if cwd is not None else os.getcwd()
         if argv[1] == "-m" and argv[2].split(".")[0] == "bavae":
             return _warm.run(argv, dict(module=argv[2], args=argv[3:]), env, folder, timeout)
@@ -177,11 +179,13 @@ COLD = bool(os.environ.get("TESTS_COLD_PYTHON"))  # a fresh interpreter for ever
 
 
 class WarmPython:
-    """One tests/warm_python.py server per test process, started on first use."""
+    """One tests/warm_python.py server per test process, started on first use, one request at a time."""
 
     def __init__(self) -> None:
         self.server: subprocess.Popen | None = None
         self.folder = Path(tempfile.mkdtemp(prefix="bavae-tests-warm-"))
+        self.calls = 0
+        atexit.register(self.stop)
 
     def start(self) -> subprocess.Popen:
         if self.server is None or self.server.poll() is not None:
@@ -193,21 +197,41 @@ class WarmPython:
                 text=True,
             )
             assert json.loads(self.server.stdout.readline()) == {"ready": True}, "tests/warm_python.py did not start"
-            atexit.register(self.server.stdin.close)
         return self.server
+
+    def stop(self) -> None:
+        """Close the server's stdin: it kills a child still running and ends (also after an interrupted call, so
+        that the next call starts a new server instead of reading this call's answer)."""
+        if self.server is not None:
+            with contextlib.suppress(OSError):
+                self.server.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.server.wait(timeout=10)
+            if self.server.poll() is None:
+                self.server.kill()
+            self.server = None
 
     def run(
         self, argv: list[str], what: dict, env: dict[str, str], cwd: str, timeout: float
     ) -> subprocess.CompletedProcess:
-        server = self.start()
-        out, err = self.folder / "stdout", self.folder / "stderr"
-        request = dict(**what, env=env, cwd=cwd, stdout=str(out), stderr=str(err))
-        server.stdin.write(json.dumps({**request, "timeout": timeout}) + "\n")
-        server.stdin.flush()
-        answer = server.stdout.readline()
-        assert answer, "tests/warm_python.py stopped"
+        self.calls += 1
+        out, err = self.folder / f"{self.calls}.stdout", self.folder / f"{self.calls}.stderr"
+        request = dict(**what, env=env, cwd=cwd, stdout=str(out), stderr=str(err), timeout=timeout)
+        try:
+            server = self.start()
+            server.stdin.write(json.dumps(request) + "\n")
+            server.stdin.flush()
+            answer = server.stdout.readline()
+        except BaseException:
+            self.stop()
+            raise
+        if not answer:
+            self.stop()
+            raise RuntimeError("tests/warm_python.py stopped")
         reply = json.loads(answer)
-        stdout, stderr = (f.read_text(errors="replace") for f in (out, err))
+        stdout, stderr = (f.read_text(errors="replace") if f.exists() else "" for f in (out, err))
+        out.unlink(missing_ok=True)
+        err.unlink(missing_ok=True)
         if reply["timed_out"]:
             raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
         return subprocess.CompletedProcess(argv, reply["returncode"], stdout, stderr)

@@ -46,3 +46,35 @@ def test_missing_bundled_weights_fail_naming_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("BAVAE_WEIGHTS_DIR", str(tmp_path))  # an install without its weights/
     with pytest.raises(pytest.fail.Exception, match=r"model\.safetensors.*git checkout -- weights"):
         helpers.require_bundled_default()
+
+
+CHILD = """
+import os, sys, threading, time, atexit
+what = sys.argv[1]
+print("argv", sys.argv[1:], "cwd", os.path.basename(os.getcwd()), "env", os.environ.get("WARM_CHECK"), flush=True)
+atexit.register(lambda: print("atexit ran"))
+if what == "thread":  # a non-daemon thread: the interpreter waits for it before exiting
+    threading.Thread(target=lambda: (time.sleep(0.2), print("thread done", flush=True))).start()
+elif what == "code":
+    sys.exit(3)
+elif what == "text":
+    sys.exit("a message")
+elif what == "raise":
+    raise ValueError("boom")
+elif what == "interrupt":
+    raise KeyboardInterrupt
+"""
+
+
+@pytest.mark.parametrize("what", ["ok", "thread", "code", "text", "raise", "interrupt"])
+def test_a_warm_child_exits_as_a_fresh_interpreter_does(tmp_path, what):
+    """helpers.run forks `python script.py` and `python -m bavae` children from tests/warm_python.py: the same
+    stdout, stderr (up to the traceback's paths) and exit status as a fresh interpreter, in every way one ends."""
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    env = clean_env(WARM_CHECK="seen")
+    warm = run(sys.executable, script.name, what, env=env, cwd=tmp_path, warm=True)
+    cold = run(sys.executable, script.name, what, env=env, cwd=tmp_path, warm=False)
+    assert (warm.returncode, warm.stdout) == (cold.returncode, cold.stdout), (warm, cold)
+    assert warm.stderr.strip().splitlines()[-1:] == cold.stderr.strip().splitlines()[-1:], (warm.stderr, cold.stderr)
+    assert f"'{what}'] cwd {tmp_path.name} env seen" in warm.stdout and "atexit ran" in warm.stdout

@@ -23,8 +23,10 @@ import io
 import json
 import os
 import runpy
+import select
 import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -43,34 +45,55 @@ def preload() -> None:
 
 
 def child(req: dict) -> None:
-    """In the forked process: become ``python -m MODULE ARGS`` in the request's folder and environment."""
-    os.setsid()
-    os.chdir(req["cwd"])
-    os.environ.clear()
-    os.environ.update(req["env"])
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
+    """In the forked process: become ``python -m MODULE ARGS`` (or ``python SCRIPT ARGS``) in the request's folder
+    and environment, and never return into the server's loop, whatever fails."""
+    code = 1
+    try:
+        code = become(req)
+    finally:
+        os._exit(code & 0xFF)
+
+
+def become(req: dict) -> int:
+    os.setsid()  # its own process group, so that a timeout kills what it started too
     os.dup2(os.open(req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
     os.dup2(os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     unbuffered = bool(req["env"].get("PYTHONUNBUFFERED"))
     sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
     sys.stdout = io.TextIOWrapper(
-        io.FileIO(1, "w", closefd=False), encoding="utf-8", line_buffering=True, write_through=unbuffered
+        io.BufferedWriter(io.FileIO(1, "w", closefd=False)),
+        encoding="utf-8",
+        line_buffering=True,
+        write_through=unbuffered,
     )
     sys.stderr = io.TextIOWrapper(
-        io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace", line_buffering=True
+        io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+        write_through=True,
     )
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        os.chdir(req["cwd"])
+    except OSError as e:  # as subprocess would have refused to start it: say so where the caller reads
+        print(f"warm_python: cannot enter {req['cwd']}: {e}", file=sys.stderr)
+        sys.stderr.flush()
+        return 1
+    os.environ.clear()
+    os.environ.update(req["env"])
     import torch
 
     threads = req["env"].get("OMP_NUM_THREADS")
     if threads and threads.isdigit() and int(threads) != torch.get_num_threads():
         torch.set_num_threads(int(threads))
     script = req.get("script")
+    if script:
+        script = os.path.abspath(script)
     # `python -m` puts the working folder first on the path, `python script.py` the script's folder
-    sys.path[0] = os.path.dirname(os.path.abspath(script)) if script else os.getcwd()
+    sys.path[0] = os.path.dirname(script) if script else os.getcwd()
     sys.argv = [script or req["module"], *req["args"]]
-    code: int = 0
+    code, interrupted = 0, False
     try:
         if script:
             runpy.run_path(script, run_name="__main__")
@@ -86,28 +109,39 @@ def child(req: dict) -> None:
             code = 1
     except KeyboardInterrupt:
         traceback.print_exc()
-        code = 130
+        code, interrupted = 1, True
     except BaseException:  # noqa: BLE001 - as the interpreter does: the traceback on stderr, status 1
         traceback.print_exc()
         code = 1
+    # the interpreter's own exit: wait for non-daemon threads, then atexit handlers, then flush
     with contextlib.suppress(BaseException):
-        atexit._run_exitfuncs()  # what the interpreter runs on exit and os._exit skips
+        threading._shutdown()
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
     with contextlib.suppress(BaseException):
         sys.stdout.flush()
         sys.stderr.flush()
-    os._exit(code & 0xFF)
+    if interrupted:  # an uncaught KeyboardInterrupt ends python by SIGINT itself (status -2), as here
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    return code
 
 
 def wait(pid: int, timeout: float) -> tuple[int, bool]:
+    """The child's exit status, and whether it ran out of time. If the test process goes away meanwhile (its end
+    of our stdin closes), the child and its group are killed and the server ends."""
     deadline = time.monotonic() + timeout
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return os.waitstatus_to_exitcode(status), False
-        if time.monotonic() > deadline:
+        orphaned = select.select([sys.stdin], [], [], 0)[0]  # only EOF can arrive while a request is open
+        if orphaned or time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
+            if orphaned:
+                os._exit(0)
             return os.waitstatus_to_exitcode(status), True
         time.sleep(0.01)
 

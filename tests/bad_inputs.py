@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from warm_python import exit_status, wait
+
 CAPS = "dac_override,dac_read_search,fowner"  # what lets root read, write and chmod any file (dropped for `perm`)
 HEAVY = ("model", "data", "train", "hub")  # what a case may have done before refusing (see `late`)
 TRAIN_RUN = "--limit 64 --batch-size 16 --steps 2 --sample-every 0 --sampler-components 0 --log-every 1"
@@ -1041,13 +1043,7 @@ def run_child(argv: list[str], result_file: str) -> None:
 
         main(argv)
     except SystemExit as e:
-        if e.code is None:
-            code = 0
-        elif isinstance(e.code, int):
-            code = e.code
-        else:
-            print(e.code, file=sys.stderr)
-            code = 1
+        code = exit_status(e)
     except BaseException:
         traceback.print_exc()
         code = 1
@@ -1093,17 +1089,8 @@ def serve() -> None:
 
 
 def _wait(pid: int, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return "ok" if os.WIFEXITED(status) else f"signal {os.WTERMSIG(status)}"
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return "timeout"
-        time.sleep(0.02)
+    code, timed_out = wait(pid, timeout)  # also ends the server, killing the case, if the test process went away
+    return "timeout" if timed_out else "ok" if code >= 0 else f"signal {-code}"
 
 
 # ------------------------------------------------------------------------------------------------ the runner

@@ -100,13 +100,7 @@ def become(req: dict) -> int:
         else:
             runpy.run_module(req["module"], run_name="__main__", alter_sys=True)
     except SystemExit as e:
-        if e.code is None:
-            code = 0
-        elif isinstance(e.code, int):
-            code = e.code
-        else:
-            print(e.code, file=sys.stderr)
-            code = 1
+        code = exit_status(e)
     except KeyboardInterrupt:
         traceback.print_exc()
         code, interrupted = 1, True
@@ -125,6 +119,16 @@ def become(req: dict) -> int:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
     return code
+
+
+def exit_status(e: SystemExit) -> int:
+    """The status the interpreter exits with for an uncaught SystemExit (a message goes to stderr, status 1)."""
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code
+    print(e.code, file=sys.stderr)
+    return 1
 
 
 def wait(pid: int, timeout: float) -> tuple[int, bool]:

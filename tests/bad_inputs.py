@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from warm_python import exit_status, wait
+from warm_python import exit_status, serve_requests
 
 CAPS = "dac_override,dac_read_search,fowner"  # what lets root read, write and chmod any file (dropped for `perm`)
 HEAVY = ("model", "data", "train", "hub")  # what a case may have done before refusing (see `late`)
@@ -1069,27 +1069,20 @@ def serve() -> None:
         import sklearn.mixture  # noqa: F401
     with contextlib.suppress(ImportError):
         import torch.utils.tensorboard  # noqa: F401
-    out = sys.stdout
-    for line in sys.stdin:
-        req = json.loads(line)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            os.setsid()
-            os.chdir(req["cwd"])
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.dup2(os.open(req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
-            os.dup2(os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
-            run_child(req["argv"], req["result"])
-        status = _wait(pid, req["timeout"])
-        out.write(json.dumps({"status": status}) + "\n")
-        out.flush()
+    serve_requests(_case_child, lambda code, timed_out: {"status": _status(code, timed_out)})
 
 
-def _wait(pid: int, timeout: float) -> str:
-    code, timed_out = wait(pid, timeout)  # also ends the server, killing the case, if the test process went away
+def _case_child(req: dict) -> None:
+    os.setsid()
+    os.chdir(req["cwd"])
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(os.open(req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
+    os.dup2(os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+    run_child(req["argv"], req["result"])
+
+
+def _status(code: int, timed_out: bool) -> str:
+    # (warm_python.wait also ends the server, killing the case, if the test process went away)
     return "timeout" if timed_out else "ok" if code >= 0 else f"signal {-code}"
 
 

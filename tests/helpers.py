@@ -161,8 +161,8 @@ def run(
 ) -> subprocess.CompletedProcess:
     """Run a command (``cmd[0]`` may be ``sys.executable`` or a script) and capture its text output.
 
-    ``python -m bavae...`` and ``python script.py`` are forked from a warm interpreter (tests/warm_python.py: torch already imported), a real
-    process all the same; ``warm=False`` (a test that times a cold start) or ``TESTS_COLD_PYTHON=1`` in the shell
+    ``python -m bavae...`` and ``python script.py`` are forked from a warm interpreter (tests/warm_python.py:
+    torch already imported), a real process all the same; ``warm=False`` (a test that times a cold start) or ``TESTS_COLD_PYTHON=1`` in the shell
     starts a fresh interpreter instead."""
     argv = [str(c) for c in cmd]
     env = env if env is not None else clean_env()

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import traceback
+from typing import Callable, NoReturn
 
 
 def preload() -> None:
@@ -44,7 +45,7 @@ def preload() -> None:
     assert torch.get_num_threads() >= 1
 
 
-def child(req: dict) -> None:
+def child(req: dict) -> NoReturn:
     """In the forked process: become ``python -m MODULE ARGS`` (or ``python SCRIPT ARGS``) in the request's folder
     and environment, and never return into the server's loop, whatever fails."""
     code = 1
@@ -150,11 +151,10 @@ def wait(pid: int, timeout: float) -> tuple[int, bool]:
         time.sleep(0.01)
 
 
-def serve() -> None:
-    preload()
+def serve_requests(child: Callable[[dict], NoReturn], answer: Callable[[int, bool], dict]) -> None:
+    """The fork loop (this server's and the bad-input table's): one JSON request per stdin line, one forked
+    ``child(request)`` for each, then ``answer(exit status, timed out)`` as one JSON line on stdout."""
     answers = sys.stdout
-    answers.write(json.dumps({"ready": True}) + "\n")
-    answers.flush()
     for line in sys.stdin:
         req = json.loads(line)
         sys.stdout.flush()
@@ -162,9 +162,15 @@ def serve() -> None:
         pid = os.fork()
         if pid == 0:
             child(req)
-        returncode, timed_out = wait(pid, req["timeout"])
-        answers.write(json.dumps({"returncode": returncode, "timed_out": timed_out}) + "\n")
+        answers.write(json.dumps(answer(*wait(pid, req["timeout"]))) + "\n")
         answers.flush()
+
+
+def serve() -> None:
+    preload()
+    sys.stdout.write(json.dumps({"ready": True}) + "\n")
+    sys.stdout.flush()
+    serve_requests(child, lambda returncode, timed_out: {"returncode": returncode, "timed_out": timed_out})
 
 
 if __name__ == "__main__":
